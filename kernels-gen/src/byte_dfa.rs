@@ -1,0 +1,210 @@
+//! The byte automaton: strict UTF-8 × the word rule.
+//!
+//! A state is (word phase, position inside the current character, and — while the partial
+//! character could still become a space or control character — the bytes of it seen so far).
+//! Phases:
+//!
+//! * `Empty`: nothing decoded yet;
+//! * `InWord`: one or more word characters (`W+`);
+//! * `Never`: the decoded text can no longer match the rule (it began with a space, contains
+//!   a control after other text, or already matched and went on). A word that matched stops
+//!   on the transition that completes it and continues in `Never`: in a Mealy automaton a
+//!   separate "complete" phase would be equivalent to `Never`, so it is not built at all.
+//!
+//! Multi-byte space characters (U+0085, U+00A0, U+1680, U+2000–200A, ...) are resolved byte by
+//! byte: the partial bytes are kept only while they are a prefix of the encoding of some
+//! non-word character, so a state never remembers more than it needs. The automaton is then
+//! minimized; byte classes are the columns of its table that are equal.
+
+use std::collections::{BTreeSet, HashMap};
+
+use crate::minimize::Mealy;
+use crate::spec::WordRule;
+use crate::unicode::CharClass;
+use crate::utf8::{Utf8Pos, Utf8Step};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Phase {
+    Empty,
+    InWord,
+    Never,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Key {
+    phase: Phase,
+    pos: Utf8Pos,
+    /// The current character's bytes so far, while they may still form a non-word character.
+    partial: Option<Vec<u8>>,
+}
+
+/// The minimized byte automaton with its byte classes.
+#[derive(Clone, Debug)]
+pub struct ByteDfa {
+    /// The automaton over the 256 byte values (dead = 0, start = 1).
+    pub mealy: Mealy,
+    /// For each state, whether it is at a character boundary.
+    pub boundary: Vec<bool>,
+    /// States before minimization (reachable ones, dead included).
+    pub states_before_minimization: usize,
+    /// Class of each byte: bytes with equal columns share a class, numbered by first byte.
+    pub byte_class: [u8; 256],
+    /// Number of byte classes.
+    pub byte_classes: usize,
+}
+
+/// Word phase after one complete character, and whether that character completed the word.
+fn rule(phase: Phase, class: CharClass) -> (Phase, bool) {
+    match phase {
+        // Exactly one control character is a complete word; a leading space never completes.
+        Phase::Empty if class.control => (Phase::Never, true),
+        Phase::Empty if class.space => (Phase::Never, false),
+        Phase::Empty => (Phase::InWord, false),
+        // W+ then one space completes; a control after word characters never completes.
+        Phase::InWord if class.space => (Phase::Never, true),
+        Phase::InWord if class.control => (Phase::Never, false),
+        Phase::InWord => (Phase::InWord, false),
+        Phase::Never => (Phase::Never, false),
+    }
+}
+
+impl ByteDfa {
+    /// Builds and minimizes the byte automaton for `rule`.
+    pub fn build(word_rule: &WordRule) -> ByteDfa {
+        // Proper prefixes of the encodings of every multi-byte non-word character.
+        let mut prefixes: BTreeSet<Vec<u8>> = BTreeSet::new();
+        let mut buf = [0u8; 4];
+        for c in word_rule.special_chars() {
+            let enc = c.encode_utf8(&mut buf).as_bytes();
+            for n in 1..enc.len() {
+                prefixes.insert(enc[..n].to_vec());
+            }
+        }
+        let classify = |bytes: &[u8]| -> CharClass {
+            let s = std::str::from_utf8(bytes).expect("validator completed a valid character");
+            let c = s.chars().next().expect("one character");
+            word_rule.classify(c)
+        };
+        let step = |k: &Key, b: u8| -> Option<(Key, bool)> {
+            let full = k.partial.as_ref().map(|p| {
+                let mut v = p.clone();
+                v.push(b);
+                v
+            });
+            match k.pos.step(b) {
+                Utf8Step::Invalid => None,
+                Utf8Step::Complete => {
+                    let class = full.map_or(CharClass::WORD, |f| classify(&f));
+                    let (phase, stop) = rule(k.phase, class);
+                    Some((Key::boundary(phase), stop))
+                }
+                Utf8Step::Partial(pos) => {
+                    let partial = full.filter(|f| prefixes.contains(f));
+                    Some((
+                        Key {
+                            phase: k.phase,
+                            pos,
+                            partial,
+                        },
+                        false,
+                    ))
+                }
+            }
+        };
+
+        // Breadth-first construction; index 0 is the dead state.
+        let mut index: HashMap<Key, u32> = HashMap::new();
+        let mut keys: Vec<Option<Key>> = vec![None];
+        let start = Key::boundary(Phase::Empty);
+        index.insert(start.clone(), 1);
+        keys.push(Some(start));
+        let mut next = vec![0u32; 256];
+        let mut stop = vec![false; 256];
+        let mut head = 1;
+        while head < keys.len() {
+            let k = keys[head].clone().expect("live");
+            head += 1;
+            for b in 0..=255u8 {
+                let (t, s) = match step(&k, b) {
+                    None => (0, false),
+                    Some((nk, s)) => {
+                        let id = match index.get(&nk) {
+                            Some(&id) => id,
+                            None => {
+                                let id = keys.len() as u32;
+                                index.insert(nk.clone(), id);
+                                keys.push(Some(nk));
+                                id
+                            }
+                        };
+                        (id, s)
+                    }
+                };
+                next.push(t);
+                stop.push(s);
+            }
+        }
+        let raw = Mealy {
+            inputs: 256,
+            next,
+            stop,
+            dead: 0,
+            start: 1,
+        };
+        let states_before_minimization = raw.len();
+        let mealy = raw.minimize();
+
+        // A state is at a boundary iff every byte of 00..7F is allowed from it (ASCII can only
+        // start a character); the table validation checks this agrees with the construction.
+        let boundary = (0..mealy.len())
+            .map(|s| s != 0 && (0..0x80).all(|b| mealy.next[s * 256 + b] != 0))
+            .collect();
+
+        let mut byte_class = [0u8; 256];
+        let mut seen: HashMap<Vec<(u32, bool)>, u8> = HashMap::new();
+        for b in 0..256 {
+            let col: Vec<(u32, bool)> = (0..mealy.len())
+                .map(|s| (mealy.next[s * 256 + b], mealy.stop[s * 256 + b]))
+                .collect();
+            let fresh = seen.len() as u8;
+            byte_class[b] = *seen.entry(col).or_insert(fresh);
+        }
+        ByteDfa {
+            boundary,
+            states_before_minimization,
+            byte_classes: seen.len(),
+            byte_class,
+            mealy,
+        }
+    }
+
+    /// Runs `bytes` from `state`: `None` if some byte is not allowed, else the state reached
+    /// and the stop flag of every step.
+    pub fn walk(&self, mut state: u32, bytes: &[u8], stops: &mut Vec<bool>) -> Option<u32> {
+        stops.clear();
+        for &b in bytes {
+            let i = state as usize * 256 + b as usize;
+            state = self.mealy.next[i];
+            if state == self.mealy.dead {
+                return None;
+            }
+            stops.push(self.mealy.stop[i]);
+        }
+        Some(state)
+    }
+}
+
+impl Key {
+    fn boundary(phase: Phase) -> Key {
+        let partial = if phase == Phase::Never {
+            None
+        } else {
+            Some(Vec::new())
+        };
+        Key {
+            phase,
+            pos: Utf8Pos::BOUNDARY,
+            partial,
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! What a decoder is made of: a vocabulary (token id -> bytes, special roles) and a word rule.
+
+use std::collections::BTreeSet;
+
+use crate::unicode::{self, CharClass};
+use crate::Error;
+
+/// The word length limit WeLT uses by default (`max_word_length`), in tokens.
+pub const DEFAULT_MAX_WORD_LEN: u16 = 16;
+
+/// One vocabulary entry.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Token {
+    /// A token that decodes to these bytes (possibly a fragment of a character).
+    Bytes(Vec<u8>),
+    /// A special token with no text of its own (BOS, PAD, `<extra_id_0>`, ...). It is never
+    /// allowed, unless it is the vocabulary's EOS, which is allowed at every character boundary.
+    Special(String),
+}
+
+/// Token id -> bytes, and which tokens play special roles.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vocabulary {
+    tokens: Vec<Token>,
+    eos: Option<u32>,
+    pad: u32,
+    extra_stops: BTreeSet<u32>,
+    label: String,
+}
+
+impl Vocabulary {
+    /// WeLT's `UTF8Tokenizer`: 256 tokens, token id = byte value; PAD = 0x00, BOS = 0x02,
+    /// EOS = 0x03. Every byte is an ordinary byte token (PAD and BOS included, as the
+    /// reference allows them); EOS is also the byte 0x03, a control character, and ends the
+    /// word wherever it is generated.
+    pub fn utf8_bytes() -> Vocabulary {
+        Vocabulary {
+            tokens: (0..=255u8).map(|b| Token::Bytes(vec![b])).collect(),
+            eos: Some(0x03),
+            pad: 0x00,
+            extra_stops: BTreeSet::new(),
+            label: "utf8-bytes (UTF8Tokenizer: 256 byte tokens, PAD=0x00, BOS=0x02, EOS=0x03)".to_string(),
+        }
+    }
+
+    /// A vocabulary from explicit tokens. `label` names where it came from (it goes into the
+    /// header of every generated file).
+    pub fn new(
+        label: impl Into<String>,
+        tokens: Vec<Token>,
+        eos: Option<u32>,
+        pad: u32,
+    ) -> Result<Vocabulary, Error> {
+        let n = tokens.len();
+        if n == 0 {
+            return Err(Error::new("the vocabulary is empty"));
+        }
+        if n > u32::MAX as usize / 2 {
+            return Err(Error::new(format!("a vocabulary of {n} tokens is too large")));
+        }
+        for (what, id) in [("EOS", eos), ("PAD", Some(pad))] {
+            if let Some(id) = id {
+                if id as usize >= n {
+                    return Err(Error::new(format!(
+                        "{what} token id {id} is outside the vocabulary of {n} tokens"
+                    )));
+                }
+            }
+        }
+        Ok(Vocabulary {
+            tokens,
+            eos,
+            pad,
+            extra_stops: BTreeSet::new(),
+            label: label.into(),
+        })
+    }
+
+    /// Makes `id` end the word like EOS does (its stop flag is always set), without making it EOS.
+    pub fn add_stop_token(&mut self, id: u32) -> Result<(), Error> {
+        if id as usize >= self.tokens.len() {
+            return Err(Error::new(format!(
+                "stop token id {id} is outside the vocabulary of {} tokens",
+                self.tokens.len()
+            )));
+        }
+        self.extra_stops.insert(id);
+        Ok(())
+    }
+
+    /// The tokens, indexed by id.
+    pub fn tokens(&self) -> &[Token] {
+        &self.tokens
+    }
+    /// Number of tokens.
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+    /// Always false: a vocabulary has at least one token.
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+    /// The EOS token, if the vocabulary has one.
+    pub fn eos(&self) -> Option<u32> {
+        self.eos
+    }
+    /// The token reported for rows that have finished.
+    pub fn pad(&self) -> u32 {
+        self.pad
+    }
+    /// Whether generating `id` always ends the word (EOS or a named stop token).
+    pub fn is_stop_token(&self, id: u32) -> bool {
+        self.eos == Some(id) || self.extra_stops.contains(&id)
+    }
+    /// Where the vocabulary came from.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+}
+
+/// WeLT's word rule: which characters are spaces (`S`) and controls (`C`).
+///
+/// The decoded text `t` of a word is complete iff it is exactly one control character, or one
+/// or more word characters (`W`: neither `S` nor `C`) followed by exactly one space character.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WordRule {
+    spaces: BTreeSet<char>,
+    controls: BTreeSet<char>,
+}
+
+impl Default for WordRule {
+    /// The rule of `words_segmentation.WordStoppingCriteria` with `UTF8Tokenizer`.
+    fn default() -> Self {
+        WordRule {
+            spaces: unicode::PYTHON_WHITESPACE.iter().copied().collect(),
+            controls: unicode::utf8_tokenizer_controls().collect(),
+        }
+    }
+}
+
+impl WordRule {
+    /// A rule with other character sets.
+    pub fn new(spaces: impl IntoIterator<Item = char>, controls: impl IntoIterator<Item = char>) -> WordRule {
+        WordRule {
+            spaces: spaces.into_iter().collect(),
+            controls: controls.into_iter().collect(),
+        }
+    }
+    /// How the rule sees `c`.
+    pub fn classify(&self, c: char) -> CharClass {
+        CharClass {
+            space: self.spaces.contains(&c),
+            control: self.controls.contains(&c),
+        }
+    }
+    /// Every character that is not a word character, in code point order.
+    pub fn special_chars(&self) -> impl Iterator<Item = char> + '_ {
+        let all: BTreeSet<char> = self.spaces.union(&self.controls).copied().collect();
+        all.into_iter()
+    }
+}
+
+/// Everything the generator needs to build one decoder.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecoderSpec {
+    /// The tokens.
+    pub vocab: Vocabulary,
+    /// The word rule.
+    pub rule: WordRule,
+    /// The caller's word length limit in tokens (the runtime's default; a batch may override it).
+    pub max_word_len: u16,
+}
+
+impl DecoderSpec {
+    /// WeLT's default: the UTF-8 byte tokenizer, the default word rule, 16 tokens per word.
+    pub fn utf8_bytes() -> DecoderSpec {
+        DecoderSpec::new(Vocabulary::utf8_bytes())
+    }
+    /// A spec for `vocab` with the default word rule and word length limit.
+    pub fn new(vocab: Vocabulary) -> DecoderSpec {
+        DecoderSpec {
+            vocab,
+            rule: WordRule::default(),
+            max_word_len: DEFAULT_MAX_WORD_LEN,
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! The one in-memory form of a generated decoder, and its binary layout.
+//!
+//! Every emitter works from [`Tables`]. The binary form (the "blob") is what the Rust emitter
+//! embeds and what `welt_runtime::Tables::from_bytes` reads; its layout is fixed and
+//! little-endian whatever the host:
+//!
+//! ```text
+//! offset  size             field
+//! 0       8                magic b"welt-tbl"
+//! 8       4                format version (1)
+//! 12      4                header length in bytes (64)
+//! 16      4                vocabulary size V
+//! 20      4                number of states N (dead state included)
+//! 24      4                start state
+//! 28      4                dead state (always 0)
+//! 32      4                EOS token id, or 0xFFFF_FFFF if none
+//! 36      4                PAD token id
+//! 40      4                default maximum word length, in tokens
+//! 44      4                mask words per state W = ceil(V / 64)
+//! 48      16               reserved, zero
+//! 64      N * V * 2        entries, state-major: u16 = next state | stop << 15
+//! ...     N * W * 8        masks: per state W u64 words, bit t of the row = token t allowed
+//! ...     ceil(N / 8)      boundary bits: bit s = state s is at a character boundary
+//! ```
+//!
+//! One entry per (state, token) holds both the next state and the stop flag, so advancing a
+//! row is a single load.
+
+use std::fmt;
+
+use crate::byte_dfa::ByteDfa;
+use crate::lift::TokenDfa;
+use crate::spec::DecoderSpec;
+use crate::Error;
+
+/// The blob's magic bytes.
+pub const MAGIC: &[u8; 8] = b"welt-tbl";
+/// The blob format version this crate writes.
+pub const FORMAT_VERSION: u32 = 1;
+/// Bytes in the blob header.
+pub const HEADER_LEN: usize = 64;
+/// The stop flag's bit in an entry.
+pub const STOP_BIT: u16 = 1 << 15;
+/// Most states an entry can name.
+pub const MAX_STATES: usize = 1 << 15;
+/// "No EOS" in the blob.
+pub const NO_EOS: u32 = u32::MAX;
+
+/// A generated decoder: the token-level automaton as tables, plus what it was made from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tables {
+    vocab_size: usize,
+    states: usize,
+    start: u16,
+    eos: Option<u32>,
+    pad: u32,
+    max_word_len: u16,
+    /// `entries[s * V + t]`.
+    entries: Vec<u16>,
+    /// `masks[s * W + w]`.
+    masks: Vec<u64>,
+    boundary: Vec<bool>,
+    byte_class: [u8; 256],
+    stats: Stats,
+    provenance: String,
+}
+
+/// Sizes of a generated decoder.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stats {
+    /// Reachable states of the byte automaton before minimization (dead included).
+    pub byte_states_before_minimization: usize,
+    /// States of the minimal byte automaton (dead included).
+    pub byte_states: usize,
+    /// Byte classes of the minimal byte automaton.
+    pub byte_classes: usize,
+    /// States of the minimal token automaton (dead included): the rows of the tables.
+    pub states: usize,
+    /// Token classes: tokens whose columns are equal in every state.
+    pub token_classes: usize,
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Bytes of the entry table.
+    pub entry_bytes: usize,
+    /// Bytes of the mask table.
+    pub mask_bytes: usize,
+    /// Bytes of the whole blob.
+    pub blob_bytes: usize,
+}
+
+impl Tables {
+    pub(crate) fn new(spec: &DecoderSpec, byte: &ByteDfa, token: &TokenDfa) -> Result<Tables, Error> {
+        let v = spec.vocab.len();
+        let n = token.mealy.len();
+        if n > MAX_STATES {
+            return Err(Error::new(format!(
+                "the automaton has {n} states; entries hold at most {MAX_STATES}"
+            )));
+        }
+        let w = v.div_ceil(64);
+        let mut entries = Vec::with_capacity(n * v);
+        let mut masks = vec![0u64; n * w];
+        for s in 0..n {
+            for t in 0..v {
+                let i = s * v + t;
+                let next = token.mealy.next[i] as u16;
+                entries.push(next | if token.mealy.stop[i] { STOP_BIT } else { 0 });
+                if next != 0 {
+                    masks[s * w + t / 64] |= 1 << (t % 64);
+                }
+            }
+        }
+        let stats = Stats {
+            byte_states_before_minimization: byte.states_before_minimization,
+            byte_states: byte.mealy.len(),
+            byte_classes: byte.byte_classes,
+            states: n,
+            token_classes: token.token_classes,
+            vocab_size: v,
+            entry_bytes: entries.len() * 2,
+            mask_bytes: masks.len() * 8,
+            blob_bytes: HEADER_LEN + entries.len() * 2 + masks.len() * 8 + n.div_ceil(8),
+        };
+        let rule = if spec.rule == crate::spec::WordRule::default() {
+            "WeLT word rule (S = Python \\s, C = UTF8Tokenizer controls)".to_string()
+        } else {
+            "custom word rule".to_string()
+        };
+        let provenance = format!(
+            "kernels-gen {} from vocabulary {} ({} tokens); {}; max word length {}",
+            env!("CARGO_PKG_VERSION"),
+            spec.vocab.label(),
+            v,
+            rule,
+            spec.max_word_len
+        );
+        let tables = Tables {
+            vocab_size: v,
+            states: n,
+            start: token.mealy.start as u16,
+            eos: spec.vocab.eos(),
+            pad: spec.vocab.pad(),
+            max_word_len: spec.max_word_len,
+            entries,
+            masks,
+            boundary: token.boundary.clone(),
+            byte_class: byte.byte_class,
+            stats,
+            provenance,
+        };
+        tables.validate()?;
+        Ok(tables)
+    }
+
+    /// Checks every invariant the runtime relies on:
+    /// sizes agree; the dead state is 0 and absorbs everything with no stop; an entry's stop
+    /// flag is only set on an allowed transition; a mask bit is set iff its entry is not
+    /// dead; mask bits past the vocabulary are clear; every live state allows at least one
+    /// token; EOS (if any) is allowed at every character boundary.
+    pub fn validate(&self) -> Result<(), Error> {
+        let (v, n) = (self.vocab_size, self.states);
+        let w = v.div_ceil(64);
+        let bad = |m: String| Err(Error::new(format!("invalid tables: {m}")));
+        if n < 2 || n > MAX_STATES {
+            return bad(format!("{n} states"));
+        }
+        if self.entries.len() != n * v || self.masks.len() != n * w || self.boundary.len() != n {
+            return bad("table sizes disagree".into());
+        }
+        if self.start == 0 || self.start as usize >= n {
+            return bad(format!("start state {}", self.start));
+        }
+        if self.pad as usize >= v || self.eos.is_some_and(|e| e as usize >= v) {
+            return bad("PAD or EOS outside the vocabulary".into());
+        }
+        if self.boundary[0] {
+            return bad("dead state marked as a boundary".into());
+        }
+        for s in 0..n {
+            let mut any = false;
+            for t in 0..v {
+                let e = self.entries[s * v + t];
+                let next = (e & !STOP_BIT) as usize;
+                let allowed = self.masks[s * w + t / 64] >> (t % 64) & 1 == 1;
+                if next >= n {
+                    return bad(format!("state {s} token {t}: next state {next} out of range"));
+                }
+                if s == 0 && e != 0 {
+                    return bad(format!("dead state leaves on token {t}"));
+                }
+                if allowed != (next != 0) {
+                    return bad(format!("state {s} token {t}: mask and entry disagree"));
+                }
+                if next == 0 && e & STOP_BIT != 0 {
+                    return bad(format!("state {s} token {t}: stop on a forbidden token"));
+                }
+                any |= allowed;
+            }
+            if v % 64 != 0 && self.masks[s * w + w - 1] >> (v % 64) != 0 {
+                return bad(format!("state {s}: mask bits past the vocabulary"));
+            }
+            if s != 0 && !any {
+                return bad(format!("live state {s} allows no token"));
+            }
+            if let (Some(eos), true) = (self.eos, self.boundary[s]) {
+                if self.entries[s * v + eos as usize] == 0 {
+                    return bad(format!("EOS not allowed at boundary state {s}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Vocabulary size.
+    pub fn vocab_size(&self) -> usize {
+        self.vocab_size
+    }
+    /// Number of states, dead state (0) included.
+    pub fn num_states(&self) -> usize {
+        self.states
+    }
+    /// The start state (the empty word).
+    pub fn start(&self) -> u16 {
+        self.start
+    }
+    /// The EOS token.
+    pub fn eos(&self) -> Option<u32> {
+        self.eos
+    }
+    /// The PAD token.
+    pub fn pad(&self) -> u32 {
+        self.pad
+    }
+    /// Default word length limit in tokens.
+    pub fn max_word_len(&self) -> u16 {
+        self.max_word_len
+    }
+    /// `(next state, stop)` for `state` and `token`.
+    pub fn step(&self, state: u16, token: u32) -> (u16, bool) {
+        let e = self.entries[state as usize * self.vocab_size + token as usize];
+        (e & !STOP_BIT, e & STOP_BIT != 0)
+    }
+    /// Whether `token` is allowed in `state`.
+    pub fn allows(&self, state: u16, token: u32) -> bool {
+        let w = self.vocab_size.div_ceil(64);
+        self.masks[state as usize * w + token as usize / 64] >> (token % 64) & 1 == 1
+    }
+    /// The mask row of `state` as u64 words.
+    pub fn mask_words(&self, state: u16) -> &[u64] {
+        let w = self.vocab_size.div_ceil(64);
+        &self.masks[state as usize * w..(state as usize + 1) * w]
+    }
+    /// Whether `state` is at a character boundary.
+    pub fn is_boundary(&self, state: u16) -> bool {
+        self.boundary[state as usize]
+    }
+    /// The byte classes of the byte automaton (class of each byte value).
+    pub fn byte_classes(&self) -> &[u8; 256] {
+        &self.byte_class
+    }
+    /// Sizes.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+    /// One line saying what these tables were generated from (used in generated-file headers).
+    pub fn provenance(&self) -> &str {
+        &self.provenance
+    }
+
+    /// The binary form, as documented in this module.
+    pub fn to_blob(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.stats.blob_bytes);
+        out.extend_from_slice(MAGIC);
+        let w = self.vocab_size.div_ceil(64);
+        for x in [
+            FORMAT_VERSION,
+            HEADER_LEN as u32,
+            self.vocab_size as u32,
+            self.states as u32,
+            u32::from(self.start),
+            0,
+            self.eos.unwrap_or(NO_EOS),
+            self.pad,
+            u32::from(self.max_word_len),
+            w as u32,
+            0,
+            0,
+            0,
+            0,
+        ] {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+        debug_assert_eq!(out.len(), HEADER_LEN);
+        for e in &self.entries {
+            out.extend_from_slice(&e.to_le_bytes());
+        }
+        for m in &self.masks {
+            out.extend_from_slice(&m.to_le_bytes());
+        }
+        let mut bits = vec![0u8; self.states.div_ceil(8)];
+        for (s, &b) in self.boundary.iter().enumerate() {
+            bits[s / 8] |= u8::from(b) << (s % 8);
+        }
+        out.extend_from_slice(&bits);
+        debug_assert_eq!(out.len(), self.stats.blob_bytes);
+        out
+    }
+}
+
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "vocabulary:           {} tokens", self.vocab_size)?;
+        writeln!(
+            f,
+            "byte automaton:       {} states before minimization, {} after (Moore), {} byte classes",
+            self.byte_states_before_minimization, self.byte_states, self.byte_classes
+        )?;
+        writeln!(
+            f,
+            "token automaton:      {} states (dead state included), {} token classes",
+            self.states, self.token_classes
+        )?;
+        writeln!(
+            f,
+            "entry table:          {} bytes ({} x {} x u16)",
+            self.entry_bytes, self.states, self.vocab_size
+        )?;
+        writeln!(f, "mask table:           {} bytes", self.mask_bytes)?;
+        write!(f, "blob:                 {} bytes", self.blob_bytes)
+    }
+}

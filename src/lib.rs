@@ -1,0 +1,26 @@
+//! The `welt` command-line tool's library: `welt query`, `welt bench` and the Rust port of the
+//! reference algorithm it is measured against. The runtime that programs link is
+//! `welt-runtime`; the generator is `kernels-gen`.
+
+#![forbid(unsafe_code)]
+
+pub mod bench;
+pub mod query;
+pub mod reference_port;
+
+/// WeLT's default decoder generated a second way — by this package's `build.rs` through
+/// `kernels_gen::build` — so that tests can check it equals the macro's `Utf8Words`.
+pub mod generated {
+    include!(concat!(env!("OUT_DIR"), "/utf8_words_build_script.rs"));
+}
+
+/// Lowercase hex of `bytes`.
+pub fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}

@@ -1,0 +1,261 @@
+//! A batch of words generated side by side on the CPU.
+
+use crate::error::{Error, ErrorKind};
+use crate::logit::{mask_row, Logit};
+use crate::sequence::walk_prefix;
+use crate::tables::{split, Mask, Tables, DEAD};
+use crate::Decoder;
+
+/// B words generated in lockstep, as Hugging Face `generate` drives a batch: each step the
+/// caller masks the logits ([`WordBatch::apply_mask`]), samples one token per row and
+/// [`advances`](WordBatch::advance) the batch, until [`WordBatch::is_done`].
+///
+/// A row *stops* when its word is complete (the word rule matched, or EOS); it *finishes*
+/// when it stops or reaches the word length limit. Finished rows keep their state, their
+/// logits are left untouched, and `advance` reports PAD for them, as `generate` pads
+/// finished rows. Nothing allocates after construction.
+///
+/// ```
+/// use welt_runtime::{Utf8Words, WordBatch};
+/// let mut batch = WordBatch::for_decoder::<Utf8Words>(2).unwrap();
+/// let mut logits = vec![0.0f32; 2 * 256];
+/// batch.apply_mask(&mut logits).unwrap();
+/// assert!(logits[0x80].is_infinite()); // a continuation byte cannot start a word
+/// let mut tokens = [b'a' as u32, b' ' as u32];
+/// batch.advance(&mut tokens).unwrap();
+/// assert_eq!(batch.finished(), &[false, false]); // " " alone never completes a word
+/// let mut tokens = [b' ' as u32, b'x' as u32];
+/// batch.advance(&mut tokens).unwrap();
+/// assert_eq!(batch.stopped(), &[true, false]);   // "a " is complete
+/// ```
+#[derive(Clone, Debug)]
+pub struct WordBatch<'t> {
+    tables: Tables<'t>,
+    max_len: u32,
+    state: Vec<u16>,
+    len: Vec<u32>,
+    stopped: Vec<bool>,
+    finished: Vec<bool>,
+    running: usize,
+}
+
+impl<'t> WordBatch<'t> {
+    /// `batch_size` empty words with the decoder's default word length limit.
+    pub fn new(tables: Tables<'t>, batch_size: usize) -> Result<WordBatch<'t>, Error> {
+        if batch_size == 0 {
+            return Err(Error::new(ErrorKind::EmptyBatch));
+        }
+        Ok(WordBatch {
+            tables,
+            max_len: u32::from(tables.max_word_len()),
+            state: vec![tables.start(); batch_size],
+            len: vec![0; batch_size],
+            stopped: vec![false; batch_size],
+            finished: vec![false; batch_size],
+            running: batch_size,
+        })
+    }
+
+    /// A batch for a generated decoder type, e.g. `WordBatch::for_decoder::<Utf8Words>(32)`.
+    pub fn for_decoder<D: Decoder>(batch_size: usize) -> Result<WordBatch<'static>, Error> {
+        WordBatch::new(D::TABLES, batch_size)
+    }
+
+    /// Sets the word length limit (in tokens) for the words started from now on and the
+    /// ones in progress. `Err` for 0.
+    pub fn set_max_word_len(&mut self, max_len: u32) -> Result<(), Error> {
+        if max_len == 0 {
+            return Err(Error::new(ErrorKind::ZeroWordLength));
+        }
+        self.max_len = max_len;
+        for row in 0..self.state.len() {
+            if !self.finished[row] && self.len[row] >= max_len {
+                self.finished[row] = true;
+                self.running -= 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// The tables.
+    pub fn tables(&self) -> &Tables<'t> {
+        &self.tables
+    }
+    /// Number of rows.
+    pub fn batch_size(&self) -> usize {
+        self.state.len()
+    }
+    /// The word length limit in tokens.
+    pub fn max_word_len(&self) -> u32 {
+        self.max_len
+    }
+
+    /// Masks `[B x V]` logits in place (rows contiguous). See [`WordBatch::apply_mask_strided`].
+    pub fn apply_mask<L: Logit>(&self, logits: &mut [L]) -> Result<(), Error> {
+        self.apply_mask_strided(logits, self.tables.vocab_size())
+    }
+
+    /// Masks the logits of every running row in place: forbidden tokens get `-inf`. Row `i`
+    /// starts at `i * row_stride`; `row_stride >= V` (padding columns are never touched) and
+    /// `logits.len()` must be `B * row_stride` or the minimum `(B - 1) * row_stride + V`.
+    /// Finished rows are left as they are.
+    pub fn apply_mask_strided<L: Logit>(&self, logits: &mut [L], row_stride: usize) -> Result<(), Error> {
+        let v = self.tables.vocab_size();
+        let b = self.state.len();
+        if row_stride < v {
+            return Err(Error::new(ErrorKind::StrideTooSmall {
+                stride: row_stride,
+                vocab: v as u32,
+            }));
+        }
+        let full = b.checked_mul(row_stride);
+        let min = (b - 1).checked_mul(row_stride).and_then(|x| x.checked_add(v));
+        if Some(logits.len()) != full && Some(logits.len()) != min {
+            return Err(Error::new(ErrorKind::LogitsSize {
+                expected: full.unwrap_or(usize::MAX),
+                got: logits.len(),
+            }));
+        }
+        for (row, &state) in self.state.iter().enumerate() {
+            if self.finished[row] {
+                continue;
+            }
+            let start = row * row_stride;
+            mask_row(
+                &mut logits[start..start + v],
+                self.tables.mask(state).padded_bytes(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The allowed next tokens of `row` (empty once the row has finished).
+    pub fn mask(&self, row: usize) -> Result<Mask<'t>, Error> {
+        self.check_row(row)?;
+        Ok(self
+            .tables
+            .mask(if self.finished[row] { DEAD } else { self.state[row] }))
+    }
+
+    /// Advances every row by its sampled token. `tokens[i]` is row `i`'s token; for rows that
+    /// had already finished it is ignored and overwritten with PAD. Returns the number of
+    /// rows still running. `Err` — with nothing changed — if `tokens` has the wrong length, or
+    /// a running row's token is outside the vocabulary or forbidden by its mask.
+    pub fn advance(&mut self, tokens: &mut [u32]) -> Result<usize, Error> {
+        let b = self.state.len();
+        if tokens.len() != b {
+            return Err(Error::new(ErrorKind::BatchSizeMismatch {
+                expected: b,
+                got: tokens.len(),
+            }));
+        }
+        let v = self.tables.vocab_size() as u32;
+        // Check every row first so that an error leaves the batch as it was.
+        for row in 0..b {
+            if self.finished[row] {
+                continue;
+            }
+            let token = tokens[row];
+            if token >= v {
+                return Err(Error::new(ErrorKind::TokenOutOfRange {
+                    token,
+                    vocab: v,
+                    at: row,
+                }));
+            }
+            if self.tables.entry(self.state[row], token) & 0x7FFF == DEAD {
+                return Err(Error::new(ErrorKind::TokenNotAllowed {
+                    token,
+                    state: self.state[row],
+                    at: row,
+                }));
+            }
+        }
+        let pad = self.tables.pad();
+        for row in 0..b {
+            if self.finished[row] {
+                tokens[row] = pad;
+                continue;
+            }
+            let (next, stop) = split(self.tables.entry(self.state[row], tokens[row]));
+            self.state[row] = next;
+            self.len[row] += 1;
+            if stop {
+                self.stopped[row] = true;
+            }
+            if stop || self.len[row] >= self.max_len {
+                self.finished[row] = true;
+                self.running -= 1;
+            }
+        }
+        Ok(self.running)
+    }
+
+    /// Per row: the word is complete (the rule matched, or EOS).
+    pub fn stopped(&self) -> &[bool] {
+        &self.stopped
+    }
+    /// Per row: stopped, or reached the word length limit.
+    pub fn finished(&self) -> &[bool] {
+        &self.finished
+    }
+    /// Per row: tokens generated for the current word (prefix included).
+    pub fn lengths(&self) -> &[u32] {
+        &self.len
+    }
+    /// Per row: the automaton state.
+    pub fn states(&self) -> &[u16] {
+        &self.state
+    }
+    /// Number of rows still running.
+    pub fn running(&self) -> usize {
+        self.running
+    }
+    /// Whether every row has finished.
+    pub fn is_done(&self) -> bool {
+        self.running == 0
+    }
+
+    /// Starts a new, empty word in every row.
+    pub fn reset(&mut self) {
+        self.state.fill(self.tables.start());
+        self.len.fill(0);
+        self.stopped.fill(false);
+        self.finished.fill(false);
+        self.running = self.state.len();
+    }
+
+    /// Starts a new, empty word in `row`.
+    pub fn reset_row(&mut self, row: usize) -> Result<(), Error> {
+        self.set_prefix(row, &[])
+    }
+
+    /// Starts `row` as a continuation of `prefix` (see [`crate::Sequence::with_prefix`] for
+    /// what makes a prefix invalid; a prefix as long as the limit leaves the row finished).
+    /// `Err` leaves the row as it was.
+    pub fn set_prefix(&mut self, row: usize, prefix: &[u32]) -> Result<(), Error> {
+        self.check_row(row)?;
+        let (state, at_limit) = walk_prefix(&self.tables, prefix, self.max_len)?;
+        let was_running = !self.finished[row];
+        self.state[row] = state;
+        self.len[row] = prefix.len() as u32;
+        self.stopped[row] = false;
+        self.finished[row] = at_limit;
+        match (was_running, at_limit) {
+            (true, true) => self.running -= 1,
+            (false, false) => self.running += 1,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn check_row(&self, row: usize) -> Result<(), Error> {
+        if row >= self.state.len() {
+            return Err(Error::new(ErrorKind::RowOutOfRange {
+                row,
+                batch: self.state.len(),
+            }));
+        }
+        Ok(())
+    }
+}

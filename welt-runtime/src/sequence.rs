@@ -1,0 +1,122 @@
+//! One word being generated.
+
+use crate::error::{Error, ErrorKind};
+use crate::tables::{split, Mask, Tables, DEAD};
+
+/// One word in progress: the automaton state, the tokens so far, and whether it is complete.
+///
+/// ```
+/// use welt_runtime::{Decoder, Sequence, Utf8Words};
+/// let mut word = Sequence::new(Utf8Words::TABLES);
+/// assert!(!word.step(b'h' as u32).unwrap());
+/// assert!(!word.step(b'i' as u32).unwrap());
+/// assert!(word.step(b' ' as u32).unwrap()); // "hi " is a complete word
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Sequence<'t> {
+    tables: Tables<'t>,
+    state: u16,
+    len: u32,
+    complete: bool,
+}
+
+impl<'t> Sequence<'t> {
+    /// An empty word.
+    pub fn new(tables: Tables<'t>) -> Sequence<'t> {
+        Sequence {
+            tables,
+            state: tables.start(),
+            len: 0,
+            complete: false,
+        }
+    }
+
+    /// A word that continues `prefix` (mid-word continuation; the prefix may end inside a
+    /// character). `Err` if a token is outside the vocabulary or not allowed where it stands
+    /// (the prefix is not valid UTF-8 for this decoder), if the prefix already completes the
+    /// word, or if it is longer than the decoder's word length limit.
+    pub fn with_prefix(tables: Tables<'t>, prefix: &[u32]) -> Result<Sequence<'t>, Error> {
+        let (state, _) = walk_prefix(&tables, prefix, u32::from(tables.max_word_len()))?;
+        Ok(Sequence {
+            tables,
+            state,
+            len: prefix.len() as u32,
+            complete: false,
+        })
+    }
+
+    /// The allowed next tokens.
+    pub fn mask(&self) -> Mask<'t> {
+        self.tables.mask(if self.complete { DEAD } else { self.state })
+    }
+
+    /// Appends `token`; returns whether the word is now complete. `Err` (and no change) if
+    /// the token is outside the vocabulary, not allowed, or the word was already complete.
+    pub fn step(&mut self, token: u32) -> Result<bool, Error> {
+        if self.complete {
+            return Err(Error::new(ErrorKind::WordComplete));
+        }
+        let (next, stop) = self.tables.step(self.state, token)?;
+        if next == DEAD {
+            return Err(Error::new(ErrorKind::TokenNotAllowed {
+                token,
+                state: self.state,
+                at: self.len as usize,
+            }));
+        }
+        self.state = next;
+        self.len += 1;
+        self.complete = stop;
+        Ok(stop)
+    }
+
+    /// Whether the word is complete (the rule matched, or EOS was generated).
+    pub fn is_complete(&self) -> bool {
+        self.complete
+    }
+    /// Tokens in the word so far.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+    /// Whether no token has been added.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// The automaton state.
+    pub fn state(&self) -> u16 {
+        self.state
+    }
+    /// Whether the word so far ends at a character boundary.
+    pub fn is_at_boundary(&self) -> bool {
+        self.tables.is_boundary(self.state)
+    }
+}
+
+/// Walks a prefix for continuation: returns the state and whether the row hits `max_len`.
+pub(crate) fn walk_prefix(tables: &Tables<'_>, prefix: &[u32], max_len: u32) -> Result<(u16, bool), Error> {
+    if prefix.len() > max_len as usize {
+        return Err(Error::new(ErrorKind::PrefixTooLong {
+            len: prefix.len(),
+            max: max_len,
+        }));
+    }
+    let mut state = tables.start();
+    for (at, &token) in prefix.iter().enumerate() {
+        if token as usize >= tables.vocab_size() {
+            return Err(Error::new(ErrorKind::TokenOutOfRange {
+                token,
+                vocab: tables.vocab_size() as u32,
+                at,
+            }));
+        }
+        let (next, stop) = split(tables.entry(state, token));
+        if next == DEAD {
+            return Err(Error::new(ErrorKind::TokenNotAllowed { token, state, at }));
+        }
+        if stop {
+            return Err(Error::new(ErrorKind::PrefixCompletesWord { at }));
+        }
+        state = next;
+    }
+    Ok((state, prefix.len() == max_len as usize))
+}
