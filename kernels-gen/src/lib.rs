@@ -39,7 +39,7 @@ pub mod utf8;
 
 use std::fmt;
 
-pub use spec::{DecoderSpec, Token, Vocabulary, WordRule};
+pub use spec::{DecoderSpec, Layout, Token, Vocabulary, WordRule};
 pub use tables::{Stats, Tables};
 
 /// Generates the tables of a decoder.

@@ -17,15 +17,32 @@ use crate::byte_dfa::ByteDfa;
 use crate::minimize::Mealy;
 use crate::spec::{Token, Vocabulary};
 
-/// The minimal token-level automaton.
+/// The minimal token-level automaton, over token classes.
 #[derive(Clone, Debug)]
 pub struct TokenDfa {
-    /// Over token ids (dead = 0, start = 1, breadth-first numbering).
-    pub mealy: Mealy,
+    /// Over token classes (dead = 0, start = 1, breadth-first numbering).
+    pub classes: Mealy,
+    /// The class of each token id: tokens of one class have equal columns in every state.
+    /// Classes are numbered in order of their first token.
+    pub class_of: Vec<u32>,
     /// Whether each state is at a character boundary.
     pub boundary: Vec<bool>,
-    /// Number of token classes (tokens with equal columns).
-    pub token_classes: usize,
+}
+
+impl TokenDfa {
+    /// Number of states (dead included).
+    pub fn len(&self) -> usize {
+        self.classes.len()
+    }
+    /// Never true for a built automaton.
+    pub fn is_empty(&self) -> bool {
+        self.classes.is_empty()
+    }
+    /// `(next, stop)` for a state and a token id.
+    pub fn step(&self, state: u32, token: u32) -> (u32, bool) {
+        let i = state as usize * self.classes.inputs + self.class_of[token as usize] as usize;
+        (self.classes.next[i], self.classes.stop[i])
+    }
 }
 
 enum Walk<'a> {
@@ -34,45 +51,62 @@ enum Walk<'a> {
     Never,
 }
 
-/// Lifts `dfa` to the tokens of `vocab`.
-pub fn lift(dfa: &ByteDfa, vocab: &Vocabulary) -> TokenDfa {
-    let walks: Vec<Walk<'_>> = vocab
-        .tokens()
+fn walks<'a>(tokens: &'a [Token], vocab: &Vocabulary, first: bool) -> Vec<Walk<'a>> {
+    tokens
         .iter()
         .enumerate()
         .map(|(id, t)| match t {
-            Token::Bytes(b) if !b.is_empty() => Walk::Bytes(b),
+            // An empty token makes no progress, except as a first token: it then moves the word
+            // past its first position (a SentencePiece "▁" whose space the decoder drops).
+            Token::Bytes(b) if !b.is_empty() || first => Walk::Bytes(b),
             Token::Special(_) if vocab.eos() == Some(id as u32) => Walk::SpecialEos,
             _ => Walk::Never,
         })
-        .collect();
-    let v = walks.len();
+        .collect()
+}
+
+/// Lifts `dfa` to the tokens of `vocab`.
+pub fn lift(dfa: &ByteDfa, vocab: &Vocabulary) -> TokenDfa {
+    let rest = walks(vocab.tokens(), vocab, false);
+    // Where first tokens decode differently, a token-level state also says whether the word
+    // is still at its first token; otherwise that flag is always false.
+    let first = vocab.first_tokens().map(|f| walks(f, vocab, true));
+    let v = rest.len();
     let dead = dfa.mealy.dead;
 
-    // Breadth-first over byte states reachable at token boundaries.
-    let mut index: HashMap<u32, u32> = HashMap::new();
-    let mut states: Vec<u32> = vec![dead, dfa.mealy.start];
-    index.insert(dead, 0);
-    index.insert(dfa.mealy.start, 1);
+    // Breadth-first over (byte state, at first token) reachable at token boundaries.
+    type Key = (u32, bool);
+    let start: Key = (dfa.mealy.start, first.is_some());
+    let mut index: HashMap<Key, u32> = HashMap::new();
+    let mut states: Vec<Key> = vec![(dead, false), start];
+    index.insert((dead, false), 0);
+    index.insert(start, 1);
     let mut rows: Vec<(u32, bool)> = vec![(0, false); v]; // dead row
     let mut stops = Vec::new();
     let mut head = 1;
     while head < states.len() {
-        let s = states[head];
+        let (s, at_first) = states[head];
         head += 1;
-        for (id, w) in walks.iter().enumerate() {
-            let (t, stop) = match w {
-                Walk::Never => (dead, false),
-                Walk::SpecialEos if dfa.boundary[s as usize] => (s, true),
-                Walk::SpecialEos => (dead, false),
+        let table = if at_first {
+            first.as_ref().expect("first-token walks")
+        } else {
+            &rest
+        };
+        for (id, w) in table.iter().enumerate() {
+            let (t, stop): (Key, bool) = match w {
+                Walk::Never => ((dead, false), false),
+                Walk::SpecialEos if dfa.boundary[s as usize] => ((s, at_first), true),
+                Walk::SpecialEos => ((dead, false), false),
+                Walk::Bytes([]) => ((s, false), vocab.is_stop_token(id as u32)),
                 Walk::Bytes(bytes) => match dfa.walk(s, bytes, &mut stops) {
-                    Some(t) if !stops[..stops.len() - 1].contains(&true) => {
-                        (t, stops[stops.len() - 1] || vocab.is_stop_token(id as u32))
-                    }
-                    _ => (dead, false),
+                    Some(t) if !stops[..stops.len() - 1].contains(&true) => (
+                        (t, false),
+                        stops[stops.len() - 1] || vocab.is_stop_token(id as u32),
+                    ),
+                    _ => ((dead, false), false),
                 },
             };
-            let t = if t == dead {
+            let t = if t.0 == dead {
                 0
             } else {
                 *index.entry(t).or_insert_with(|| {
@@ -122,27 +156,42 @@ pub fn lift(dfa: &ByteDfa, vocab: &Vocabulary) -> TokenDfa {
     boundary[0] = false;
     for (old, &new) in map.iter().enumerate() {
         if new != u32::MAX && new != 0 {
-            boundary[new as usize] &= dfa.boundary[states[old] as usize];
+            boundary[new as usize] &= dfa.boundary[states[old].0 as usize];
         }
     }
-    // Expand classes back to tokens.
-    let mut next = Vec::with_capacity(m * v);
-    let mut stop = Vec::with_capacity(m * v);
+    // Merging states can make more columns equal: recompute the classes on the minimal table.
+    let mut remap: Vec<u32> = Vec::with_capacity(k);
+    let mut final_reps: Vec<usize> = Vec::new();
+    {
+        let mut seen: HashMap<Vec<(u32, bool)>, u32> = HashMap::new();
+        for c in 0..k {
+            let col: Vec<(u32, bool)> = (0..m)
+                .map(|s| (min.next[s * k + c], min.stop[s * k + c]))
+                .collect();
+            remap.push(*seen.entry(col).or_insert_with(|| {
+                final_reps.push(c);
+                final_reps.len() as u32 - 1
+            }));
+        }
+    }
+    let kc = final_reps.len();
+    let mut next = Vec::with_capacity(m * kc);
+    let mut stop = Vec::with_capacity(m * kc);
     for s in 0..m {
-        for &c in &class_of {
-            next.push(min.next[s * k + c as usize]);
-            stop.push(min.stop[s * k + c as usize]);
+        for &c in &final_reps {
+            next.push(min.next[s * k + c]);
+            stop.push(min.stop[s * k + c]);
         }
     }
     TokenDfa {
-        mealy: Mealy {
-            inputs: v,
+        classes: Mealy {
+            inputs: kc,
             next,
             stop,
             dead: 0,
             start: min.start,
         },
+        class_of: class_of.iter().map(|&c| remap[c as usize]).collect(),
         boundary,
-        token_classes: k,
     }
 }

@@ -22,6 +22,9 @@ pub enum Token {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Vocabulary {
     tokens: Vec<Token>,
+    /// What each token decodes to when it is the first token of a word, where that differs
+    /// (SentencePiece decoders drop the leading `▁` of the first token).
+    first_tokens: Option<Vec<Token>>,
     eos: Option<u32>,
     pad: u32,
     extra_stops: BTreeSet<u32>,
@@ -36,6 +39,7 @@ impl Vocabulary {
     pub fn utf8_bytes() -> Vocabulary {
         Vocabulary {
             tokens: (0..=255u8).map(|b| Token::Bytes(vec![b])).collect(),
+            first_tokens: None,
             eos: Some(0x03),
             pad: 0x00,
             extra_stops: BTreeSet::new(),
@@ -69,11 +73,28 @@ impl Vocabulary {
         }
         Ok(Vocabulary {
             tokens,
+            first_tokens: None,
             eos,
             pad,
             extra_stops: BTreeSet::new(),
             label: label.into(),
         })
+    }
+
+    /// Sets what tokens decode to as the first token of a word (one entry per token). A
+    /// first token that decodes to no bytes is allowed there (it moves past the first
+    /// position); elsewhere an empty token is never allowed.
+    pub fn set_first_tokens(&mut self, first: Vec<Token>) -> Result<(), Error> {
+        if first.len() != self.tokens.len() {
+            return Err(Error::new("first-position tokens must have one entry per token"));
+        }
+        self.first_tokens = if first == self.tokens { None } else { Some(first) };
+        Ok(())
+    }
+
+    /// What tokens decode to as the first token of a word, if it differs from [`Self::tokens`].
+    pub fn first_tokens(&self) -> Option<&[Token]> {
+        self.first_tokens.as_deref()
     }
 
     /// Makes `id` end the word like EOS does (its stop flag is always set), without making it EOS.
@@ -169,7 +190,26 @@ pub struct DecoderSpec {
     pub rule: WordRule,
     /// The caller's word length limit in tokens (the runtime's default; a batch may override it).
     pub max_word_len: u16,
+    /// How the entry table is laid out.
+    pub layout: Layout,
 }
+
+/// How the entry table is laid out in the generated tables.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Layout {
+    /// [`Layout::Direct`] while that table is at most [`DIRECT_LIMIT_BYTES`], else
+    /// [`Layout::Classes`].
+    #[default]
+    Auto,
+    /// One `u16` entry per (state, token): a single lookup per token.
+    Direct,
+    /// A `u16` class per token and one entry per (state, token class): two dependent lookups,
+    /// and a table of states x classes instead of states x vocabulary.
+    Classes,
+}
+
+/// The largest direct entry table [`Layout::Auto`] chooses (4 MiB).
+pub const DIRECT_LIMIT_BYTES: usize = 4 << 20;
 
 impl DecoderSpec {
     /// WeLT's default: the UTF-8 byte tokenizer, the default word rule, 16 tokens per word.
@@ -182,6 +222,7 @@ impl DecoderSpec {
             vocab,
             rule: WordRule::default(),
             max_word_len: DEFAULT_MAX_WORD_LEN,
+            layout: Layout::Auto,
         }
     }
 }

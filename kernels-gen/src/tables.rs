@@ -17,20 +17,25 @@
 //! 36      4                PAD token id
 //! 40      4                default maximum word length, in tokens
 //! 44      4                mask words per state W = ceil(V / 64)
-//! 48      16               reserved, zero
-//! 64      N * V * 2        entries, state-major: u16 = next state | stop << 15
+//! 48      4                layout: 0 = direct, 1 = token classes
+//! 52      4                token classes C (0 in the direct layout)
+//! 56      8                reserved, zero
+//! 64      ...              direct:  N * V * 2 bytes of entries, state-major
+//!                          classes: V * 2 bytes of token classes (u16),
+//!                                   then N * C * 2 bytes of entries, state-major
 //! ...     N * W * 8        masks: per state W u64 words, bit t of the row = token t allowed
 //! ...     ceil(N / 8)      boundary bits: bit s = state s is at a character boundary
 //! ```
 //!
-//! One entry per (state, token) holds both the next state and the stop flag, so advancing a
-//! row is a single load.
+//! An entry is a `u16`: next state in bits 0..15, the stop flag in bit 15. In the direct
+//! layout advancing a row is one load; with token classes it is two dependent loads, and the
+//! entry table shrinks from N x V to N x C (C is typically a few hundred where V is 128k).
 
 use std::fmt;
 
 use crate::byte_dfa::ByteDfa;
 use crate::lift::TokenDfa;
-use crate::spec::DecoderSpec;
+use crate::spec::{DecoderSpec, Layout, DIRECT_LIMIT_BYTES};
 use crate::Error;
 
 /// The blob's magic bytes.
@@ -43,6 +48,8 @@ pub const HEADER_LEN: usize = 64;
 pub const STOP_BIT: u16 = 1 << 15;
 /// Most states an entry can name.
 pub const MAX_STATES: usize = 1 << 15;
+/// Most token classes the class layout can name.
+pub const MAX_CLASSES: usize = 1 << 16;
 /// "No EOS" in the blob.
 pub const NO_EOS: u32 = u32::MAX;
 
@@ -55,8 +62,12 @@ pub struct Tables {
     eos: Option<u32>,
     pad: u32,
     max_word_len: u16,
-    /// `entries[s * V + t]`.
+    direct: bool,
+    /// Class of each token.
+    class_of: Vec<u32>,
+    /// `entries[s * C + class]`.
     entries: Vec<u16>,
+    classes: usize,
     /// `masks[s * W + w]`.
     masks: Vec<u64>,
     boundary: Vec<bool>,
@@ -80,7 +91,9 @@ pub struct Stats {
     pub token_classes: usize,
     /// Vocabulary size.
     pub vocab_size: usize,
-    /// Bytes of the entry table.
+    /// "direct" or "token classes".
+    pub layout: &'static str,
+    /// Bytes of the entry table (and the token class table, in that layout).
     pub entry_bytes: usize,
     /// Bytes of the mask table.
     pub mask_bytes: usize,
@@ -91,35 +104,47 @@ pub struct Stats {
 impl Tables {
     pub(crate) fn new(spec: &DecoderSpec, byte: &ByteDfa, token: &TokenDfa) -> Result<Tables, Error> {
         let v = spec.vocab.len();
-        let n = token.mealy.len();
+        let n = token.len();
+        let c = token.classes.inputs;
         if n > MAX_STATES {
             return Err(Error::new(format!(
                 "the automaton has {n} states; entries hold at most {MAX_STATES}"
             )));
         }
+        let direct = match spec.layout {
+            Layout::Direct => true,
+            Layout::Classes => false,
+            Layout::Auto => n * v * 2 <= DIRECT_LIMIT_BYTES,
+        };
+        if !direct && c > MAX_CLASSES {
+            return Err(Error::new(format!(
+                "the vocabulary has {c} token classes; the class layout holds at most {MAX_CLASSES}"
+            )));
+        }
         let w = v.div_ceil(64);
-        let mut entries = Vec::with_capacity(n * v);
+        let entries: Vec<u16> = (0..n * c)
+            .map(|i| token.classes.next[i] as u16 | if token.classes.stop[i] { STOP_BIT } else { 0 })
+            .collect();
         let mut masks = vec![0u64; n * w];
         for s in 0..n {
-            for t in 0..v {
-                let i = s * v + t;
-                let next = token.mealy.next[i] as u16;
-                entries.push(next | if token.mealy.stop[i] { STOP_BIT } else { 0 });
-                if next != 0 {
+            for (t, &cl) in token.class_of.iter().enumerate() {
+                if entries[s * c + cl as usize] != 0 {
                     masks[s * w + t / 64] |= 1 << (t % 64);
                 }
             }
         }
+        let entry_bytes = if direct { n * v * 2 } else { v * 2 + n * c * 2 };
         let stats = Stats {
             byte_states_before_minimization: byte.states_before_minimization,
             byte_states: byte.mealy.len(),
             byte_classes: byte.byte_classes,
             states: n,
-            token_classes: token.token_classes,
+            token_classes: c,
             vocab_size: v,
-            entry_bytes: entries.len() * 2,
+            layout: if direct { "direct" } else { "token classes" },
+            entry_bytes,
             mask_bytes: masks.len() * 8,
-            blob_bytes: HEADER_LEN + entries.len() * 2 + masks.len() * 8 + n.div_ceil(8),
+            blob_bytes: HEADER_LEN + entry_bytes + masks.len() * 8 + n.div_ceil(8),
         };
         let rule = if spec.rule == crate::spec::WordRule::default() {
             "WeLT word rule (S = Python \\s, C = UTF8Tokenizer controls)".to_string()
@@ -137,11 +162,14 @@ impl Tables {
         let tables = Tables {
             vocab_size: v,
             states: n,
-            start: token.mealy.start as u16,
+            start: token.classes.start as u16,
             eos: spec.vocab.eos(),
             pad: spec.vocab.pad(),
             max_word_len: spec.max_word_len,
+            direct,
+            class_of: token.class_of.clone(),
             entries,
+            classes: c,
             masks,
             boundary: token.boundary.clone(),
             byte_class: byte.byte_class,
@@ -158,14 +186,21 @@ impl Tables {
     /// dead; mask bits past the vocabulary are clear; every live state allows at least one
     /// token; EOS (if any) is allowed at every character boundary.
     pub fn validate(&self) -> Result<(), Error> {
-        let (v, n) = (self.vocab_size, self.states);
+        let (v, n, c) = (self.vocab_size, self.states, self.classes);
         let w = v.div_ceil(64);
         let bad = |m: String| Err(Error::new(format!("invalid tables: {m}")));
         if n < 2 || n > MAX_STATES {
             return bad(format!("{n} states"));
         }
-        if self.entries.len() != n * v || self.masks.len() != n * w || self.boundary.len() != n {
+        if self.entries.len() != n * c
+            || self.class_of.len() != v
+            || self.masks.len() != n * w
+            || self.boundary.len() != n
+        {
             return bad("table sizes disagree".into());
+        }
+        if self.class_of.iter().any(|&k| k as usize >= c) {
+            return bad("a token class out of range".into());
         }
         if self.start == 0 || self.start as usize >= n {
             return bad(format!("start state {}", self.start));
@@ -177,22 +212,24 @@ impl Tables {
             return bad("dead state marked as a boundary".into());
         }
         for s in 0..n {
-            let mut any = false;
-            for t in 0..v {
-                let e = self.entries[s * v + t];
+            for k in 0..c {
+                let e = self.entries[s * c + k];
                 let next = (e & !STOP_BIT) as usize;
-                let allowed = self.masks[s * w + t / 64] >> (t % 64) & 1 == 1;
                 if next >= n {
-                    return bad(format!("state {s} token {t}: next state {next} out of range"));
+                    return bad(format!("state {s} class {k}: next state {next} out of range"));
                 }
                 if s == 0 && e != 0 {
-                    return bad(format!("dead state leaves on token {t}"));
-                }
-                if allowed != (next != 0) {
-                    return bad(format!("state {s} token {t}: mask and entry disagree"));
+                    return bad(format!("dead state leaves on class {k}"));
                 }
                 if next == 0 && e & STOP_BIT != 0 {
-                    return bad(format!("state {s} token {t}: stop on a forbidden token"));
+                    return bad(format!("state {s} class {k}: stop on a forbidden token"));
+                }
+            }
+            let mut any = false;
+            for t in 0..v as u32 {
+                let allowed = self.allows(s as u16, t);
+                if allowed != (self.step(s as u16, t).0 != 0) {
+                    return bad(format!("state {s} token {t}: mask and entry disagree"));
                 }
                 any |= allowed;
             }
@@ -203,7 +240,7 @@ impl Tables {
                 return bad(format!("live state {s} allows no token"));
             }
             if let (Some(eos), true) = (self.eos, self.boundary[s]) {
-                if self.entries[s * v + eos as usize] == 0 {
+                if !self.allows(s as u16, eos) {
                     return bad(format!("EOS not allowed at boundary state {s}"));
                 }
             }
@@ -235,9 +272,21 @@ impl Tables {
     pub fn max_word_len(&self) -> u16 {
         self.max_word_len
     }
+    /// Whether the blob uses the direct layout (else token classes).
+    pub fn is_direct(&self) -> bool {
+        self.direct
+    }
+    /// Number of token classes.
+    pub fn num_token_classes(&self) -> usize {
+        self.classes
+    }
+    /// The class of each token.
+    pub fn token_classes(&self) -> &[u32] {
+        &self.class_of
+    }
     /// `(next state, stop)` for `state` and `token`.
     pub fn step(&self, state: u16, token: u32) -> (u16, bool) {
-        let e = self.entries[state as usize * self.vocab_size + token as usize];
+        let e = self.entries[state as usize * self.classes + self.class_of[token as usize] as usize];
         (e & !STOP_BIT, e & STOP_BIT != 0)
     }
     /// Whether `token` is allowed in `state`.
@@ -283,16 +332,27 @@ impl Tables {
             self.pad,
             u32::from(self.max_word_len),
             w as u32,
-            0,
-            0,
+            u32::from(!self.direct),
+            if self.direct { 0 } else { self.classes as u32 },
             0,
             0,
         ] {
             out.extend_from_slice(&x.to_le_bytes());
         }
         debug_assert_eq!(out.len(), HEADER_LEN);
-        for e in &self.entries {
-            out.extend_from_slice(&e.to_le_bytes());
+        if self.direct {
+            for s in 0..self.states {
+                for &k in &self.class_of {
+                    out.extend_from_slice(&self.entries[s * self.classes + k as usize].to_le_bytes());
+                }
+            }
+        } else {
+            for &k in &self.class_of {
+                out.extend_from_slice(&(k as u16).to_le_bytes());
+            }
+            for e in &self.entries {
+                out.extend_from_slice(&e.to_le_bytes());
+            }
         }
         for m in &self.masks {
             out.extend_from_slice(&m.to_le_bytes());
@@ -320,11 +380,8 @@ impl fmt::Display for Stats {
             "token automaton:      {} states (dead state included), {} token classes",
             self.states, self.token_classes
         )?;
-        writeln!(
-            f,
-            "entry table:          {} bytes ({} x {} x u16)",
-            self.entry_bytes, self.states, self.vocab_size
-        )?;
+        writeln!(f, "layout:               {}", self.layout)?;
+        writeln!(f, "entry table:          {} bytes", self.entry_bytes)?;
         writeln!(f, "mask table:           {} bytes", self.mask_bytes)?;
         write!(f, "blob:                 {} bytes", self.blob_bytes)
     }
