@@ -38,6 +38,31 @@ impl DecoderBuild {
         self.spec = spec;
         self
     }
+    /// The default word length limit in tokens (WeLT: 16).
+    pub fn max_word_len(mut self, n: u16) -> DecoderBuild {
+        self.spec.max_word_len = n;
+        self
+    }
+    /// The entry table layout (default: [`crate::Layout::Auto`]).
+    pub fn layout(mut self, layout: crate::Layout) -> DecoderBuild {
+        self.spec.layout = layout;
+        self
+    }
+    /// Uses the vocabulary of a Hugging Face `tokenizer.json` (see [`crate::tokenizer`]), and
+    /// tells Cargo to rerun the build script when the file changes. The same options as
+    /// `#[welt_decoder(tokenizer = ..., eos = ..., pad = ..., stop_token = ...)]` give
+    /// byte-identical tables.
+    #[cfg(feature = "tokenizers")]
+    pub fn tokenizer(
+        mut self,
+        path: impl AsRef<Path>,
+        options: &crate::tokenizer::TokenizerOptions,
+    ) -> Result<DecoderBuild, Error> {
+        let path = path.as_ref();
+        println!("cargo:rerun-if-changed={}", path.display());
+        self.spec.vocab = crate::tokenizer::load_file(path, options)?;
+        Ok(self)
+    }
     /// The doc comment of the generated type.
     pub fn doc(mut self, doc: impl Into<String>) -> DecoderBuild {
         self.doc = doc.into();

@@ -33,7 +33,11 @@ pub mod emit;
 pub mod lift;
 pub mod minimize;
 pub mod spec;
+#[cfg(feature = "tokenizers")]
+pub mod synthetic;
 pub mod tables;
+#[cfg(feature = "tokenizers")]
+pub mod tokenizer;
 pub mod unicode;
 pub mod utf8;
 
@@ -57,15 +61,43 @@ pub fn generate(spec: &DecoderSpec) -> Result<Tables, Error> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Error {
     msg: String,
+    subject: Subject,
+}
+
+/// Which input an [`Error`] is about, so a caller (the proc macro) can point at it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Subject {
+    /// The spec as a whole (e.g. the automaton is too large).
+    Spec,
+    /// The tokenizer file (missing, malformed, unsupported).
+    Tokenizer,
+    /// The named EOS token.
+    Eos,
+    /// The named PAD token.
+    Pad,
+    /// The `i`-th named stop token.
+    StopToken(usize),
 }
 
 impl Error {
     pub(crate) fn new(msg: impl Into<String>) -> Error {
-        Error { msg: msg.into() }
+        Error {
+            msg: msg.into(),
+            subject: Subject::Spec,
+        }
+    }
+    pub(crate) fn about(mut self, subject: Subject) -> Error {
+        self.subject = subject;
+        self
     }
     /// The message.
     pub fn message(&self) -> &str {
         &self.msg
+    }
+    /// Which input the error is about.
+    pub fn subject(&self) -> Subject {
+        self.subject
     }
 }
 

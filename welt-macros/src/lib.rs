@@ -11,24 +11,35 @@
 //!
 //! #[welt_runtime::welt_decoder(max_word_len = 24)]   // same, with another default limit
 //! pub struct LongWords;
+//!
+//! // A custom tokenizer (feature `tokenizers` of welt-runtime); the path is relative to the
+//! // crate's Cargo.toml, and an edit of the file rebuilds the crate.
+//! #[welt_runtime::welt_decoder(tokenizer = "tokenizers/llama.json", eos = "</s>")]
+//! pub struct LlamaWords;
 //! ```
 //!
 //! Every problem is a compile error pointing at the offending argument, all of them at once.
+
+use std::path::PathBuf;
 
 use proc_macro::TokenStream;
 use proc_macro2::Span;
 use quote::quote;
 use syn::parse::Parser;
 use syn::punctuated::Punctuated;
-use syn::{Data, DeriveInput, Expr, ExprLit, Fields, Lit, Meta, Token};
+use syn::{Data, DeriveInput, Expr, ExprLit, Fields, Lit, LitStr, Meta, Token};
 
 /// Implements `welt_runtime::Decoder` for a unit struct with generated `const` tables.
 ///
 /// Arguments (all optional):
+/// - `tokenizer = "path/to/tokenizer.json"`: a Hugging Face tokenizer file, relative to the
+///   using crate's `Cargo.toml` (needs the `tokenizers` feature of welt-runtime); without it,
+///   WeLT's UTF-8 byte tokenizer;
+/// - `eos = "TOKEN"`: the EOS token's content (default: found in the file by its usual names);
+/// - `pad = "TOKEN"`: the PAD token reported for finished rows (default: `<pad>`-like, else EOS);
+/// - `stop_token = "TOKEN"`: another token that ends a word (repeat for several);
 /// - `max_word_len = N`: the default word length limit in tokens (1..=65535; WeLT uses 16);
-/// - `tokenizer = "path/to/tokenizer.json"`: a custom tokenizer (not supported yet: a compile
-///   error says so);
-/// - `eos = "TOKEN"`: the EOS token of a custom tokenizer.
+/// - `layout = "auto" | "direct" | "classes"`: the entry table layout (default `auto`).
 #[proc_macro_attribute]
 pub fn welt_decoder(attr: TokenStream, item: TokenStream) -> TokenStream {
     expand(attr.into(), item.into())
@@ -36,16 +47,27 @@ pub fn welt_decoder(attr: TokenStream, item: TokenStream) -> TokenStream {
         .into()
 }
 
-fn expand(
-    attr: proc_macro2::TokenStream,
-    item: proc_macro2::TokenStream,
-) -> Result<proc_macro2::TokenStream, syn::Error> {
-    let mut errors: Vec<syn::Error> = Vec::new();
-    let mut spec = kernels_gen::DecoderSpec::utf8_bytes();
+#[derive(Default)]
+struct Args {
+    tokenizer: Option<LitStr>,
+    eos: Option<LitStr>,
+    pad: Option<LitStr>,
+    stop_tokens: Vec<LitStr>,
+    max_word_len: Option<u16>,
+    layout: Option<kernels_gen::Layout>,
+}
 
-    let args = Punctuated::<Meta, Token![,]>::parse_terminated.parse2(attr)?;
+fn parse_args(attr: proc_macro2::TokenStream, errors: &mut Vec<syn::Error>) -> Args {
+    let mut args = Args::default();
+    let metas = match Punctuated::<Meta, Token![,]>::parse_terminated.parse2(attr) {
+        Ok(m) => m,
+        Err(e) => {
+            errors.push(e);
+            return args;
+        }
+    };
     let mut seen: Vec<String> = Vec::new();
-    for meta in &args {
+    for meta in &metas {
         let Meta::NameValue(nv) = meta else {
             errors.push(syn::Error::new_spanned(
                 meta,
@@ -54,7 +76,7 @@ fn expand(
             continue;
         };
         let key = nv.path.get_ident().map(|i| i.to_string()).unwrap_or_default();
-        if seen.contains(&key) {
+        if key != "stop_token" && seen.contains(&key) {
             errors.push(syn::Error::new_spanned(
                 &nv.path,
                 format!("`{key}` is given twice"),
@@ -62,44 +84,65 @@ fn expand(
             continue;
         }
         seen.push(key.clone());
+        let string = |errors: &mut Vec<syn::Error>| match lit(&nv.value) {
+            Some(Lit::Str(s)) => Some(s.clone()),
+            _ => {
+                errors.push(syn::Error::new_spanned(
+                    &nv.value,
+                    format!("`{key}` must be a string literal"),
+                ));
+                None
+            }
+        };
         match key.as_str() {
             "max_word_len" => match lit(&nv.value) {
                 Some(Lit::Int(i)) => match i.base10_parse::<u16>() {
-                    Ok(n) if n >= 1 => spec.max_word_len = n,
-                    _ => errors.push(syn::Error::new_spanned(
-                        i,
-                        "`max_word_len` must be an integer in 1..=65535",
-                    )),
+                    Ok(n) if n >= 1 => args.max_word_len = Some(n),
+                    _ => errors.push(syn::Error::new_spanned(i, "`max_word_len` must be an integer in 1..=65535")),
                 },
-                _ => errors.push(syn::Error::new_spanned(
-                    &nv.value,
-                    "`max_word_len` must be an integer literal",
-                )),
+                _ => errors.push(syn::Error::new_spanned(&nv.value, "`max_word_len` must be an integer literal")),
             },
-            "tokenizer" => match lit(&nv.value) {
-                Some(Lit::Str(s)) => errors.push(syn::Error::new_spanned(
-                    s,
-                    format!(
-                        "custom tokenizers are not supported yet (\"{}\"): only WeLT's UTF-8 byte \
-                         tokenizer is built in; remove `tokenizer = ...` to use it",
-                        s.value()
-                    ),
-                )),
-                _ => errors.push(syn::Error::new_spanned(
-                    &nv.value,
-                    "`tokenizer` must be a string literal path",
-                )),
-            },
-            "eos" => errors.push(syn::Error::new_spanned(
-                &nv.value,
-                "`eos` names a custom tokenizer's EOS token; the built-in byte tokenizer's EOS is 0x03",
-            )),
+            "tokenizer" => args.tokenizer = string(errors),
+            "eos" => args.eos = string(errors),
+            "pad" => args.pad = string(errors),
+            "stop_token" => args.stop_tokens.extend(string(errors)),
+            "layout" => {
+                if let Some(s) = string(errors) {
+                    args.layout = match s.value().as_str() {
+                        "auto" => Some(kernels_gen::Layout::Auto),
+                        "direct" => Some(kernels_gen::Layout::Direct),
+                        "classes" => Some(kernels_gen::Layout::Classes),
+                        _ => {
+                            errors.push(syn::Error::new_spanned(&s, "`layout` is \"auto\", \"direct\" or \"classes\""));
+                            None
+                        }
+                    }
+                }
+            }
             _ => errors.push(syn::Error::new_spanned(
                 &nv.path,
-                "unknown argument; expected `max_word_len`, `tokenizer` or `eos`",
+                "unknown argument; expected `tokenizer`, `eos`, `pad`, `stop_token`, `max_word_len` or `layout`",
             )),
         }
     }
+    if args.tokenizer.is_none() {
+        for s in args.eos.iter().chain(&args.pad).chain(&args.stop_tokens) {
+            errors.push(syn::Error::new_spanned(
+                s,
+                "this names a token of a custom tokenizer: add `tokenizer = \"...\"` (the built-in byte \
+                 tokenizer's EOS is 0x03 and its PAD 0x00)",
+            ));
+        }
+    }
+    args
+}
+
+fn expand(
+    attr: proc_macro2::TokenStream,
+    item: proc_macro2::TokenStream,
+) -> Result<proc_macro2::TokenStream, syn::Error> {
+    let mut errors: Vec<syn::Error> = Vec::new();
+    let args = parse_args(attr, &mut errors);
 
     let item: DeriveInput = match syn::parse2(item) {
         Ok(i) => i,
@@ -132,11 +175,63 @@ fn expand(
         return Err(combine(errors));
     }
 
-    let tables =
-        kernels_gen::generate(&spec).map_err(|e| syn::Error::new(Span::call_site(), e.to_string()))?;
+    let mut spec = kernels_gen::DecoderSpec::utf8_bytes();
+    let mut track = quote!();
+    if let Some(tok) = &args.tokenizer {
+        let (vocab, path) = load_tokenizer(tok, &args)?;
+        spec.vocab = vocab;
+        // Tracks the file: Cargo rebuilds this crate when it changes.
+        let p = path.to_string_lossy().into_owned();
+        track = quote!(
+            const _: &[u8] = include_bytes!(#p);
+        );
+    }
+    if let Some(n) = args.max_word_len {
+        spec.max_word_len = n;
+    }
+    if let Some(l) = args.layout {
+        spec.layout = l;
+    }
+    let tables = kernels_gen::generate(&spec).map_err(|e| {
+        let span = args.tokenizer.as_ref().map_or_else(Span::call_site, LitStr::span);
+        syn::Error::new(span, e.to_string())
+    })?;
     let ident = &item.ident;
     let imp = kernels_gen::emit::rust::decoder_impl(&tables, &quote!(#ident));
-    Ok(quote! { #item #imp })
+    Ok(quote! { #item #imp #track })
+}
+
+#[cfg(feature = "tokenizers")]
+fn load_tokenizer(tok: &LitStr, args: &Args) -> Result<(kernels_gen::Vocabulary, PathBuf), syn::Error> {
+    use kernels_gen::Subject;
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let path = dir.join(tok.value());
+    let opts = kernels_gen::tokenizer::TokenizerOptions {
+        eos: args.eos.as_ref().map(LitStr::value),
+        pad: args.pad.as_ref().map(LitStr::value),
+        stop_tokens: args.stop_tokens.iter().map(LitStr::value).collect(),
+    };
+    let vocab = kernels_gen::tokenizer::load_file(&path, &opts).map_err(|e| {
+        let at: &LitStr = match e.subject() {
+            Subject::Eos => args.eos.as_ref().unwrap_or(tok),
+            Subject::Pad => args.pad.as_ref().unwrap_or(tok),
+            Subject::StopToken(i) => args.stop_tokens.get(i).unwrap_or(tok),
+            _ => tok,
+        };
+        syn::Error::new(at.span(), e.to_string())
+    })?;
+    Ok((vocab, path))
+}
+
+#[cfg(not(feature = "tokenizers"))]
+fn load_tokenizer(tok: &LitStr, _: &Args) -> Result<(kernels_gen::Vocabulary, PathBuf), syn::Error> {
+    Err(syn::Error::new(
+        tok.span(),
+        "custom tokenizers need the `tokenizers` feature of welt-runtime: \
+         `welt-runtime = { version = \"...\", features = [\"tokenizers\"] }`",
+    ))
 }
 
 fn lit(e: &Expr) -> Option<&Lit> {

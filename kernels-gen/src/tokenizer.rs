@@ -1,0 +1,469 @@
+//! Vocabularies from Hugging Face `tokenizer.json` files: what each token id feeds the automaton.
+//!
+//! The word rule holds over a word's *decoded bytes*, so each token's bytes are taken from the
+//! tokenizer's own decoder, step by step, as the `tokenizers` crate runs it:
+//!
+//! - `ByteLevel` (GPT-2, Llama 3): each character of the token is one byte of GPT-2's
+//!   byte-to-unicode alphabet (a token with a character outside it keeps its UTF-8 bytes, as
+//!   the decoder does);
+//! - `ByteFallback` (SentencePiece-style BPE/Unigram): a token `<0xAB>` is the byte 0xAB;
+//! - `Metaspace`: `▁` is a space, except in the first token of a word when the prepend scheme
+//!   is `first` or `always`, where the decoder drops it;
+//! - `Replace` (string patterns), `Fuse`, `Strip` (leading characters; after `Fuse` it strips
+//!   the start of the word, i.e. of its first token), and `Sequence` of these;
+//! - no decoder: the `tokenizers` crate joins tokens with spaces, so every token but the first
+//!   gets a leading space.
+//!
+//! The bytes of the first token of a word may differ from its bytes elsewhere; the generator
+//! keeps both ([`Vocabulary::set_first_tokens`]). Special added tokens are never generated,
+//! except EOS (found in the file by its usual names, or named by the caller), which ends the
+//! word and is allowed wherever a new character could start. Decoders that need to see the
+//! end of the word (`Strip` of trailing characters, the BPE suffix decoder) and models that
+//! cannot express arbitrary bytes (WordPiece, WordLevel) are errors naming what is unsupported.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::str::FromStr;
+
+use serde_json::Value;
+use tokenizers::models::ModelWrapper;
+use tokenizers::Tokenizer;
+
+use crate::spec::{Token, Vocabulary};
+use crate::{Error, Subject};
+
+/// Names EOS usually has, tried in order when the caller names none.
+pub const EOS_CANDIDATES: &[&str] = &[
+    "</s>",
+    "<|endoftext|>",
+    "<|end_of_text|>",
+    "<eos>",
+    "<|eos|>",
+    "[EOS]",
+    "<|im_end|>",
+];
+/// Names PAD usually has, tried in order when the caller names none (then EOS, then id 0).
+pub const PAD_CANDIDATES: &[&str] = &["<pad>", "<|pad|>", "[PAD]", "<|finetune_right_pad_id|>"];
+
+/// What the caller says about a tokenizer's special tokens.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TokenizerOptions {
+    /// The EOS token's content (default: the first of [`EOS_CANDIDATES`] in the vocabulary).
+    pub eos: Option<String>,
+    /// The PAD token's content (default: the first of [`PAD_CANDIDATES`], else EOS, else 0).
+    pub pad: Option<String>,
+    /// More tokens that end the word when generated (e.g. `<|eot_id|>`).
+    pub stop_tokens: Vec<String>,
+}
+
+/// Reads `path` and builds its vocabulary.
+pub fn load_file(path: &Path, opts: &TokenizerOptions) -> Result<Vocabulary, Error> {
+    let json = std::fs::read_to_string(path).map_err(|e| {
+        Error::new(format!("cannot read tokenizer file {}: {e}", path.display())).about(Subject::Tokenizer)
+    })?;
+    let name = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    load_str(&name, &json, opts)
+}
+
+/// Builds the vocabulary of a `tokenizer.json` given as text; `label` names it in generated
+/// file headers.
+pub fn load_str(label: &str, json: &str, opts: &TokenizerOptions) -> Result<Vocabulary, Error> {
+    let (rest, first, tk, model, plan) = read(json).map_err(|e| e.about(Subject::Tokenizer))?;
+    let id_of = |what: &str, name: &str, subject: Subject| -> Result<u32, Error> {
+        tk.token_to_id(name).ok_or_else(|| {
+            Error::new(format!("unknown {what} token `{name}`: not in the vocabulary")).about(subject)
+        })
+    };
+    let eos = match &opts.eos {
+        Some(name) => Some(id_of("EOS", name, Subject::Eos)?),
+        None => EOS_CANDIDATES.iter().find_map(|n| tk.token_to_id(n)),
+    };
+    let pad = match &opts.pad {
+        Some(name) => id_of("PAD", name, Subject::Pad)?,
+        None => PAD_CANDIDATES
+            .iter()
+            .find_map(|n| tk.token_to_id(n))
+            .or(eos)
+            .unwrap_or(0),
+    };
+    let label = format!("{label} ({model}, decoder: {})", plan.describe());
+    let mut vocab = Vocabulary::new(label, rest, eos, pad)?;
+    vocab.set_first_tokens(first)?;
+    for (i, name) in opts.stop_tokens.iter().enumerate() {
+        vocab.add_stop_token(id_of("stop", name, Subject::StopToken(i))?)?;
+    }
+    Ok(vocab)
+}
+
+type Read = (Vec<Token>, Vec<Token>, Tokenizer, &'static str, Plan);
+
+/// Parses the file and maps every token id to its bytes (elsewhere, and as a first token).
+fn read(json: &str) -> Result<Read, Error> {
+    let value: Value = serde_json::from_str(json).map_err(|e| Error::new(format!("not JSON: {e}")))?;
+    let tk = Tokenizer::from_str(json).map_err(|e| {
+        Error::new(format!(
+            "not a tokenizer.json the `tokenizers` crate can read: {e}"
+        ))
+    })?;
+    let model = match tk.get_model() {
+        ModelWrapper::BPE(_) => "BPE",
+        ModelWrapper::Unigram(_) => "Unigram",
+        ModelWrapper::WordPiece(_) => return Err(unsupported_model("WordPiece")),
+        ModelWrapper::WordLevel(_) => return Err(unsupported_model("WordLevel")),
+    };
+    let plan = Plan::from_json(value.get("decoder").unwrap_or(&Value::Null))?;
+
+    let added = tk.get_added_tokens_decoder();
+    let v = added
+        .keys()
+        .map(|&id| id as usize + 1)
+        .chain([tk.get_vocab_size(true)])
+        .max()
+        .unwrap_or(0);
+    if v == 0 {
+        return Err(Error::new("the tokenizer has an empty vocabulary"));
+    }
+    let mut rest = Vec::with_capacity(v);
+    let mut first = Vec::with_capacity(v);
+    for id in 0..v as u32 {
+        match (added.get(&id), tk.id_to_token(id)) {
+            (Some(a), _) if a.special => {
+                rest.push(Token::Special(a.content.clone()));
+                first.push(Token::Special(a.content.clone()));
+            }
+            (_, Some(text)) => {
+                rest.push(Token::Bytes(plan.bytes(&text, false)));
+                first.push(Token::Bytes(plan.bytes(&text, true)));
+            }
+            (_, None) => {
+                rest.push(Token::Special(format!("<unused id {id}>")));
+                first.push(Token::Special(format!("<unused id {id}>")));
+            }
+        }
+    }
+
+    Ok((rest, first, tk, model, plan))
+}
+
+fn unsupported_model(kind: &str) -> Error {
+    Error::new(format!(
+        "unsupported tokenizer model {kind}: its tokens cannot express arbitrary bytes, so the UTF-8 mask \
+         cannot be built over it (supported: byte-level BPE, BPE or Unigram with byte fallback)"
+    ))
+}
+
+/// One step of a decoder, as it acts on one token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Step {
+    /// Map each character through GPT-2's byte-to-unicode alphabet; fuses.
+    ByteLevel,
+    /// `<0xAB>` -> the byte 0xAB.
+    ByteFallback,
+    /// Replace every occurrence of a string.
+    Replace { from: Vec<u8>, to: Vec<u8> },
+    /// Concatenate all tokens into one piece.
+    Fuse,
+    /// Remove up to `start` leading `content` characters of each piece.
+    Strip { content: char, start: usize },
+    /// `replacement` -> space; dropped in the first piece when `drop_first`.
+    Metaspace { replacement: char, drop_first: bool },
+    /// No decoder: tokens are joined with spaces.
+    JoinWithSpaces,
+}
+
+/// A decoder as a list of steps, with what it means for one token's bytes.
+#[derive(Clone, Debug)]
+struct Plan {
+    steps: Vec<Step>,
+    names: Vec<String>,
+}
+
+impl Plan {
+    fn from_json(decoder: &Value) -> Result<Plan, Error> {
+        let mut plan = Plan {
+            steps: Vec::new(),
+            names: Vec::new(),
+        };
+        if decoder.is_null() {
+            plan.steps.push(Step::JoinWithSpaces);
+            plan.names.push("none (tokens joined with spaces)".into());
+            return Ok(plan);
+        }
+        let mut fused = false;
+        plan.push(decoder, &mut fused)?;
+        Ok(plan)
+    }
+
+    fn push(&mut self, d: &Value, fused: &mut bool) -> Result<(), Error> {
+        let ty = d.get("type").and_then(Value::as_str).unwrap_or("?");
+        let str_field = |k: &str| d.get(k).and_then(Value::as_str);
+        let char_field = |k: &str| -> Result<char, Error> {
+            let s = str_field(k).unwrap_or("");
+            let mut it = s.chars();
+            match (it.next(), it.next()) {
+                (Some(c), None) => Ok(c),
+                _ => Err(Error::new(format!("decoder {ty}: `{k}` must be one character"))),
+            }
+        };
+        match ty {
+            "Sequence" => {
+                let list = d
+                    .get("decoders")
+                    .and_then(Value::as_array)
+                    .ok_or_else(|| Error::new("decoder Sequence without a `decoders` list".to_string()))?;
+                for sub in list {
+                    self.push(sub, fused)?;
+                }
+                return Ok(());
+            }
+            "ByteLevel" => {
+                self.steps.push(Step::ByteLevel);
+                *fused = true;
+            }
+            "ByteFallback" => self.steps.push(Step::ByteFallback),
+            "Fuse" => {
+                self.steps.push(Step::Fuse);
+                *fused = true;
+            }
+            "Replace" => {
+                let pattern = d.get("pattern");
+                let from = match pattern.and_then(|p| p.get("String")).and_then(Value::as_str) {
+                    Some(s) => s.to_string(),
+                    None => {
+                        return Err(Error::new(
+                            "unsupported decoder Replace with a regex pattern (only string patterns are supported)",
+                        ))
+                    }
+                };
+                if from.is_empty() {
+                    return Err(Error::new("decoder Replace with an empty pattern"));
+                }
+                if *fused && from.chars().count() > 1 {
+                    return Err(Error::new(
+                        "unsupported decoder: Replace of a multi-character pattern after Fuse (it could span tokens)",
+                    ));
+                }
+                let to = str_field("content").unwrap_or("").to_string();
+                self.steps.push(Step::Replace {
+                    from: from.into_bytes(),
+                    to: to.into_bytes(),
+                });
+            }
+            "Strip" => {
+                let content = char_field("content")?;
+                let start = d.get("start").and_then(Value::as_u64).unwrap_or(0) as usize;
+                let stop = d.get("stop").and_then(Value::as_u64).unwrap_or(0);
+                if stop != 0 {
+                    return Err(Error::new(
+                        "unsupported decoder: Strip of trailing characters (it depends on the end of the word)",
+                    ));
+                }
+                if *fused && start > 1 {
+                    return Err(Error::new(
+                        "unsupported decoder: Strip of more than one leading character after Fuse",
+                    ));
+                }
+                self.steps.push(Step::Strip { content, start });
+            }
+            "Metaspace" => {
+                if *fused {
+                    return Err(Error::new("unsupported decoder: Metaspace after Fuse"));
+                }
+                let replacement = char_field("replacement")?;
+                let scheme = match (
+                    str_field("prepend_scheme"),
+                    d.get("add_prefix_space").and_then(Value::as_bool),
+                ) {
+                    (Some(s), _) => s.to_string(),
+                    (None, Some(false)) => "never".into(),
+                    (None, _) => "always".into(),
+                };
+                self.steps.push(Step::Metaspace {
+                    replacement,
+                    drop_first: scheme != "never",
+                });
+            }
+            other => return Err(Error::new(format!(
+                "unsupported decoder {other} (supported: ByteLevel, ByteFallback, Metaspace, Replace, Fuse, \
+                     Strip, Sequence, or none)"
+            ))),
+        }
+        self.names.push(ty.to_string());
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        self.names.join(" + ")
+    }
+
+    /// The bytes `token` contributes to a word, as the first token or elsewhere.
+    fn bytes(&self, token: &str, first: bool) -> Vec<u8> {
+        let mut bytes = token.as_bytes().to_vec();
+        let mut fused = false;
+        for step in &self.steps {
+            match step {
+                Step::ByteLevel => {
+                    if let Some(mapped) = std::str::from_utf8(&bytes).ok().and_then(byte_level_decode) {
+                        bytes = mapped;
+                    }
+                    fused = true;
+                }
+                Step::ByteFallback => {
+                    if !fused {
+                        if let Some(b) = byte_fallback(&bytes) {
+                            bytes = vec![b];
+                        }
+                    }
+                }
+                Step::Replace { from, to } => bytes = replace_all(&bytes, from, to),
+                Step::Fuse => fused = true,
+                Step::Strip { content, start } => {
+                    // Before Fuse every token is a piece; after it only the word's start is.
+                    if !fused || first {
+                        let mut buf = [0u8; 4];
+                        let c = content.encode_utf8(&mut buf).as_bytes();
+                        let mut n = 0;
+                        while n < *start && bytes.starts_with(c) {
+                            bytes.drain(..c.len());
+                            n += 1;
+                        }
+                    }
+                }
+                Step::Metaspace {
+                    replacement,
+                    drop_first,
+                } => {
+                    let mut buf = [0u8; 4];
+                    let r = replacement.encode_utf8(&mut buf).as_bytes();
+                    let to: &[u8] = if first && *drop_first { b"" } else { b" " };
+                    bytes = replace_all(&bytes, r, to);
+                }
+                Step::JoinWithSpaces => {
+                    if !first {
+                        bytes.insert(0, b' ');
+                    }
+                }
+            }
+        }
+        bytes
+    }
+}
+
+fn byte_fallback(b: &[u8]) -> Option<u8> {
+    if b.len() == 6 && b.starts_with(b"<0x") && b[5] == b'>' {
+        u8::from_str_radix(std::str::from_utf8(&b[3..5]).ok()?, 16).ok()
+    } else {
+        None
+    }
+}
+
+fn replace_all(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(hay.len());
+    let mut i = 0;
+    while i < hay.len() {
+        if hay[i..].starts_with(from) {
+            out.extend_from_slice(to);
+            i += from.len();
+        } else {
+            out.push(hay[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// GPT-2's byte-to-unicode alphabet: the character that stands for each byte. Printable
+/// Latin-1 bytes stand for themselves, the other 68 bytes are U+0100.. in byte order.
+pub(crate) fn gpt2_alphabet() -> [char; 256] {
+    let mut out = ['\0'; 256];
+    let mut n = 0u32;
+    for b in 0..=255u8 {
+        out[b as usize] = if matches!(b, 0x21..=0x7E | 0xA1..=0xAC | 0xAE..=0xFF) {
+            char::from(b)
+        } else {
+            n += 1;
+            char::from_u32(255 + n).expect("U+0100..U+0143")
+        };
+    }
+    out
+}
+
+fn byte_level_alphabet() -> HashMap<char, u8> {
+    gpt2_alphabet()
+        .iter()
+        .enumerate()
+        .map(|(b, &c)| (c, b as u8))
+        .collect()
+}
+
+fn byte_level_decode(token: &str) -> Option<Vec<u8>> {
+    thread_local! {
+        static ALPHABET: HashMap<char, u8> = byte_level_alphabet();
+    }
+    ALPHABET.with(|a| token.chars().map(|c| a.get(&c).copied()).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_level_alphabet_is_gpt2s() {
+        let a = byte_level_alphabet();
+        assert_eq!(a.len(), 256);
+        assert_eq!(a[&'Ġ'], b' ');
+        assert_eq!(a[&'Ċ'], b'\n');
+        assert_eq!(a[&'A'], b'A');
+        assert_eq!(a[&'\u{100}'], 0x00);
+        assert_eq!(a[&'\u{143}'], 0xAD);
+        assert_eq!(byte_level_decode("ĠhÃ©"), Some(b" h\xc3\xa9".to_vec()));
+    }
+
+    #[test]
+    fn llama2_style_decoder() {
+        let d: Value = serde_json::from_str(
+            r#"{"type":"Sequence","decoders":[
+                {"type":"Replace","pattern":{"String":"▁"},"content":" "},
+                {"type":"ByteFallback"},{"type":"Fuse"},
+                {"type":"Strip","content":" ","start":1,"stop":0}]}"#,
+        )
+        .unwrap();
+        let p = Plan::from_json(&d).unwrap();
+        assert_eq!(p.bytes("▁hello", false), b" hello");
+        assert_eq!(p.bytes("▁hello", true), b"hello");
+        assert_eq!(p.bytes("<0xE4>", true), b"\xe4");
+        assert_eq!(p.bytes("▁", true), b"");
+    }
+
+    #[test]
+    fn metaspace_drops_every_replacement_of_the_first_token() {
+        let d: Value = serde_json::from_str(
+            r#"{"type":"Metaspace","replacement":"▁","prepend_scheme":"always","split":true}"#,
+        )
+        .unwrap();
+        let p = Plan::from_json(&d).unwrap();
+        assert_eq!(p.bytes("▁a▁b", true), b"ab");
+        assert_eq!(p.bytes("▁a▁b", false), b" a b");
+    }
+
+    #[test]
+    fn unsupported_decoders_are_named() {
+        for (json, needle) in [
+            (
+                r###"{"type":"WordPiece","prefix":"##","cleanup":true}"###,
+                "WordPiece",
+            ),
+            (r#"{"type":"Strip","content":" ","start":0,"stop":1}"#, "trailing"),
+            (
+                r#"{"type":"Replace","pattern":{"Regex":"x"},"content":" "}"#,
+                "regex",
+            ),
+        ] {
+            let e = Plan::from_json(&serde_json::from_str(json).unwrap()).unwrap_err();
+            assert!(e.message().contains(needle), "{e}");
+        }
+    }
+}
