@@ -8,10 +8,15 @@ pub mod bench;
 pub mod query;
 pub mod reference_port;
 
-/// WeLT's default decoder generated a second way — by this package's `build.rs` through
-/// `kernels_gen::build` — so that tests can check it equals the macro's `Utf8Words`.
+/// Decoders generated a second way — by this package's `build.rs` through `kernels_gen::build`
+/// — so that tests can check they equal the macro's: WeLT's default decoder and one per
+/// tokenizer fixture in `tests/fixtures/`.
 pub mod generated {
     include!(concat!(env!("OUT_DIR"), "/utf8_words_build_script.rs"));
+    include!(concat!(env!("OUT_DIR"), "/byt5_like_build_script.rs"));
+    include!(concat!(env!("OUT_DIR"), "/bpe_bytelevel_build_script.rs"));
+    include!(concat!(env!("OUT_DIR"), "/sp_bpe_bytefallback_build_script.rs"));
+    include!(concat!(env!("OUT_DIR"), "/sp_unigram_build_script.rs"));
 }
 
 /// Lowercase hex of `bytes`.

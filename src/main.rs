@@ -11,12 +11,21 @@ const USAGE: &str = "\
 welt — WeLT's word decoding constraints as one generated automaton
 
 USAGE:
-    welt tables [--emit rust|dot|stats] [-o FILE]
-        Generate the default decoder's tables (UTF-8 bytes, WeLT's word rule) and print them
-        as Rust source, a Graphviz DOT graph, or statistics (default: stats).
-    welt query [FILE]
-        Read JSONL lines with a \"bytes\" array (from FILE or stdin) and print, for each, the
-        mask, stop flag and reachability after those bytes.
+    welt tables [TOKENIZER OPTIONS] [--emit rust|dot|stats] [-o FILE]
+        Generate a decoder's tables and print them as Rust source, a Graphviz DOT graph, or
+        statistics (default: stats). Default decoder: UTF-8 bytes, WeLT's word rule.
+    welt query [TOKENIZER OPTIONS] [FILE]
+        Read JSONL lines with a \"bytes\" array (a \"tokens\" array of ids with --tokenizer),
+        from FILE or stdin, and print, for each, the mask, stop flag and reachability after it.
+
+TOKENIZER OPTIONS:
+    --tokenizer FILE      a Hugging Face tokenizer.json (byte-level BPE, byte-fallback BPE or
+                          Unigram) instead of the UTF-8 byte tokenizer
+    --eos TOKEN           its EOS token (default: </s>, <|endoftext|>, ... if present)
+    --pad TOKEN           its PAD token (default: <pad>-like, else EOS)
+    --stop-token TOKEN    another token that ends a word (repeatable)
+    --max-word-len N      the default word length limit in tokens (default 16)
+    --layout L            auto, direct or classes (default auto)
     welt bench [--json] [--quick]
         CPU cost per decoding step of mask + advance + stop, beside a Rust port of the
         reference algorithm and the floor (one pass writing every logit).
@@ -57,20 +66,98 @@ fn run() -> Result<()> {
     }
 }
 
+/// Which decoder a command works on.
+#[derive(Default)]
+struct DecoderArgs {
+    tokenizer: Option<PathBuf>,
+    options: kernels_gen::tokenizer::TokenizerOptions,
+    max_word_len: Option<u16>,
+    layout: Option<kernels_gen::Layout>,
+}
+
+impl DecoderArgs {
+    const OPTIONS: [&'static str; 6] = ["tokenizer", "eos", "pad", "stop-token", "max-word-len", "layout"];
+
+    /// Takes the decoder option `--name` and its value.
+    fn take(&mut self, name: &str, parser: &mut lexopt::Parser) -> Result<bool> {
+        match name {
+            "tokenizer" => self.tokenizer = Some(parser.value()?.into()),
+            "eos" => self.options.eos = Some(parser.value()?.string()?),
+            "pad" => self.options.pad = Some(parser.value()?.string()?),
+            "stop-token" => self.options.stop_tokens.push(parser.value()?.string()?),
+            "max-word-len" => {
+                let n: u16 = parser.value()?.parse()?;
+                if n == 0 {
+                    return Err("--max-word-len must be at least 1".into());
+                }
+                self.max_word_len = Some(n)
+            }
+            "layout" => {
+                self.layout = Some(match parser.value()?.string()?.as_str() {
+                    "auto" => kernels_gen::Layout::Auto,
+                    "direct" => kernels_gen::Layout::Direct,
+                    "classes" => kernels_gen::Layout::Classes,
+                    other => {
+                        return Err(
+                            format!("unknown --layout `{other}`; expected auto, direct or classes").into(),
+                        )
+                    }
+                })
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    fn is_default(&self) -> bool {
+        self.tokenizer.is_none() && self.max_word_len.is_none() && self.layout.is_none()
+    }
+
+    fn spec(&self) -> Result<kernels_gen::DecoderSpec> {
+        let mut spec = match &self.tokenizer {
+            Some(path) => {
+                kernels_gen::DecoderSpec::new(kernels_gen::tokenizer::load_file(path, &self.options)?)
+            }
+            None => {
+                if self.options != Default::default() {
+                    return Err("--eos, --pad and --stop-token need --tokenizer".into());
+                }
+                kernels_gen::DecoderSpec::utf8_bytes()
+            }
+        };
+        if let Some(n) = self.max_word_len {
+            spec.max_word_len = n;
+        }
+        if let Some(l) = self.layout {
+            spec.layout = l;
+        }
+        Ok(spec)
+    }
+}
+
 fn tables(mut parser: lexopt::Parser) -> Result<()> {
     let mut emit = "stats".to_string();
     let mut out: Option<PathBuf> = None;
+    let mut dec = DecoderArgs::default();
     while let Some(arg) = parser.next()? {
         match arg {
+            Long(name) if DecoderArgs::OPTIONS.contains(&name) => {
+                let name = name.to_string();
+                dec.take(&name, &mut parser)?;
+            }
             Long("emit") => emit = parser.value()?.string()?,
             Short('o') | Long("output") => out = Some(parser.value()?.into()),
             _ => return Err(arg.unexpected().into()),
         }
     }
-    let tables = kernels_gen::generate(&kernels_gen::DecoderSpec::utf8_bytes())?;
+    let tables = kernels_gen::generate(&dec.spec()?)?;
     let text = match emit.as_str() {
         "rust" => {
-            kernels_gen::emit::rust::decoder_file(&tables, "Utf8Words", "WeLT's default byte decoder.")?
+            let (name, doc) = match &dec.tokenizer {
+                Some(p) => ("Words", format!("A welt decoder for {}.", p.display())),
+                None => ("Utf8Words", "WeLT's default byte decoder.".to_string()),
+            };
+            kernels_gen::emit::rust::decoder_file(&tables, name, &doc)?
         }
         "dot" => kernels_gen::emit::dot::emit(&tables),
         "stats" => kernels_gen::emit::stats::emit(&tables),
@@ -100,19 +187,37 @@ fn write_output(out: Option<PathBuf>, bytes: &[u8]) -> Result<()> {
 
 fn query(mut parser: lexopt::Parser) -> Result<()> {
     let mut file: Option<PathBuf> = None;
+    let mut dec = DecoderArgs::default();
     while let Some(arg) = parser.next()? {
         match arg {
+            Long(name) if DecoderArgs::OPTIONS.contains(&name) => {
+                let name = name.to_string();
+                dec.take(&name, &mut parser)?;
+            }
             Value(v) if file.is_none() => file = Some(v.into()),
             _ => return Err(arg.unexpected().into()),
         }
     }
-    let tables = Utf8Words::TABLES;
+    // The default decoder is the compiled-in one; a tokenizer's is generated here, and read
+    // back through the same validating reader the compiled-in tables go through.
+    let blob;
+    let (tables, mode) = if !dec.is_default() {
+        blob = kernels_gen::generate(&dec.spec()?)?.to_blob();
+        let mode = if dec.tokenizer.is_some() {
+            welt::query::Mode::Tokens
+        } else {
+            welt::query::Mode::Bytes
+        };
+        (welt_runtime::Tables::from_bytes(&blob)?, mode)
+    } else {
+        (Utf8Words::TABLES, welt::query::Mode::Bytes)
+    };
     let out = match &file {
         Some(path) if path.as_os_str() != "-" => {
             let f = std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-            welt::query::run(&tables, BufReader::new(f))
+            welt::query::run_mode(&tables, mode, BufReader::new(f))
         }
-        _ => welt::query::run(&tables, std::io::stdin().lock()),
+        _ => welt::query::run_mode(&tables, mode, std::io::stdin().lock()),
     }
     .map_err(|e| match &file {
         Some(p) => format!("{}: {e}", p.display()),

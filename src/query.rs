@@ -1,13 +1,16 @@
-//! `welt query`: the automaton's mask and stop flag after given byte sequences, as JSONL.
+//! `welt query`: the automaton's mask and stop flag after given sequences, as JSONL.
 //!
-//! Input: one JSON object per line with a `"bytes"` array of integers 0..=255 (other fields
-//! are ignored, so the oracle file can be fed as it is; blank lines are skipped). Output: one
-//! line per input, `{"bytes": [...], "mask": "<64 hex>", "stop": bool, "reachable": bool}`:
+//! Input: one JSON object per line with a `"bytes"` array of integers 0..=255 — or, for a
+//! custom tokenizer (`--tokenizer`), a `"tokens"` array of token ids — other fields are
+//! ignored (so the oracle file can be fed as it is) and blank lines are skipped. Output: one
+//! line per input, `{"bytes": [...], "mask": "<hex>", "stop": bool, "reachable": bool}`
+//! (`"tokens"` in token mode):
 //!
-//! - `mask`: the allowed next bytes after the sequence, little-endian hex (SEMANTICS.md);
-//! - `stop`: the stop flag of the last byte (the word rule, or the byte is EOS 0x03);
-//! - `reachable`: whether welt could have generated the sequence — each byte allowed at its
-//!   step and no stop before the last byte.
+//! - `mask`: the allowed next tokens after the sequence as a little-endian bitset in hex,
+//!   `ceil(V / 8)` bytes (64 hex digits for bytes; the layout of SEMANTICS.md);
+//! - `stop`: the stop flag of the last token (the word rule, or the token is EOS);
+//! - `reachable`: whether welt could have generated the sequence — each token allowed at its
+//!   step and no stop before the last one.
 //!
 //! Any byte array is valid input. For an unreachable one the automaton runs on: after a stop
 //! it continues as if the row had not stopped, and after a byte its mask forbids it is in the
@@ -57,32 +60,66 @@ pub fn answer(tables: &Tables<'_>, tokens: &[u32]) -> Result<Answer, welt_runtim
     })
 }
 
+/// What the input lines carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// A `"bytes"` array (the byte decoder).
+    Bytes,
+    /// A `"tokens"` array of token ids (a custom tokenizer).
+    Tokens,
+}
+
+impl Mode {
+    fn key(self) -> &'static str {
+        match self {
+            Mode::Bytes => "bytes",
+            Mode::Tokens => "tokens",
+        }
+    }
+}
+
 /// Parses one input line into its byte array.
 pub fn parse_line(text: &str) -> Result<Vec<u8>, String> {
+    Ok(parse_ids(text, Mode::Bytes, 256)?
+        .into_iter()
+        .map(|b| b as u8)
+        .collect())
+}
+
+/// Parses one input line into its ids (`"bytes"` or `"tokens"`), each below `limit`.
+pub fn parse_ids(text: &str, mode: Mode, limit: u64) -> Result<Vec<u32>, String> {
+    let key = mode.key();
     let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
     let arr = v
         .as_object()
         .ok_or("expected a JSON object")?
-        .get("bytes")
-        .ok_or("missing \"bytes\"")?
+        .get(key)
+        .ok_or_else(|| format!("missing \"{key}\""))?
         .as_array()
-        .ok_or("\"bytes\" must be an array")?;
+        .ok_or_else(|| format!("\"{key}\" must be an array"))?;
     arr.iter()
         .enumerate()
         .map(|(i, x)| {
             x.as_u64()
-                .filter(|&b| b <= 255)
-                .map(|b| b as u8)
-                .ok_or_else(|| format!("\"bytes\"[{i}] = {x} is not an integer in 0..=255"))
+                .filter(|&b| b < limit)
+                .map(|b| b as u32)
+                .ok_or_else(|| format!("\"{key}\"[{i}] = {x} is not an integer in 0..{limit}"))
         })
         .collect()
 }
 
 /// The output line for `bytes` (without the newline).
 pub fn format_answer(bytes: &[u8], a: &Answer) -> String {
-    let list: Vec<String> = bytes.iter().map(|b| b.to_string()).collect();
+    let ids: Vec<u32> = bytes.iter().map(|&b| u32::from(b)).collect();
+    format_ids(Mode::Bytes, &ids, a)
+}
+
+/// The output line for a sequence of ids (without the newline).
+pub fn format_ids(mode: Mode, ids: &[u32], a: &Answer) -> String {
+    let list: Vec<String> = ids.iter().map(|b| b.to_string()).collect();
     format!(
-        "{{\"bytes\":[{}],\"mask\":\"{}\",\"stop\":{},\"reachable\":{}}}",
+        "{{\"{}\":[{}],\"mask\":\"{}\",\"stop\":{},\"reachable\":{}}}",
+        mode.key(),
         list.join(","),
         crate::to_hex(&a.mask),
         a.stop,
@@ -93,6 +130,19 @@ pub fn format_answer(bytes: &[u8], a: &Answer) -> String {
 /// Answers every line of `input` into one output string. Reads everything first: on a
 /// malformed line nothing is written and the error names the line.
 pub fn run(tables: &Tables<'_>, input: impl BufRead) -> Result<String, Box<dyn std::error::Error>> {
+    run_mode(tables, Mode::Bytes, input)
+}
+
+/// [`run`] for `"bytes"` or `"tokens"` input.
+pub fn run_mode(
+    tables: &Tables<'_>,
+    mode: Mode,
+    input: impl BufRead,
+) -> Result<String, Box<dyn std::error::Error>> {
+    let limit = match mode {
+        Mode::Bytes => 256,
+        Mode::Tokens => tables.vocab_size() as u64,
+    };
     let mut out = String::new();
     for (i, line) in input.lines().enumerate() {
         let line = line.map_err(|e| QueryError {
@@ -102,13 +152,12 @@ pub fn run(tables: &Tables<'_>, input: impl BufRead) -> Result<String, Box<dyn s
         if line.trim().is_empty() {
             continue;
         }
-        let bytes = parse_line(&line).map_err(|message| QueryError { line: i + 1, message })?;
-        let tokens: Vec<u32> = bytes.iter().map(|&b| u32::from(b)).collect();
-        let a = answer(tables, &tokens).map_err(|e| QueryError {
+        let ids = parse_ids(&line, mode, limit).map_err(|message| QueryError { line: i + 1, message })?;
+        let a = answer(tables, &ids).map_err(|e| QueryError {
             line: i + 1,
             message: e.to_string(),
         })?;
-        out.push_str(&format_answer(&bytes, &a));
+        out.push_str(&format_ids(mode, &ids, &a));
         out.push('\n');
     }
     Ok(out)
