@@ -1,13 +1,1067 @@
-//! `welt bench` (being written).
-/// Options.
+//! `welt bench`: the CPU cost of one decoding step — mask the logits, advance every row by
+//! its token, read the stop flags, restart the rows that finished — for batches of 1, 3, 32
+//! and 256 rows over WeLT's 256-byte vocabulary with `f32` logits.
+//!
+//! Three modes run the same step on the same token streams, interleaved in every round:
+//!
+//! - `welt`: [`welt_runtime::WordBatch`] with the generated `Utf8Words` tables;
+//! - `reference_port`: [`crate::reference_port::ReferenceBatch`], the reference algorithm
+//!   ported to Rust (tail scan for the mask, decode the whole word for the stop flag);
+//! - `floor`: one pass writing every logit of the batch and nothing else — the least any
+//!   mask applied by writing into the logits can cost.
+//!
+//! The token streams stand in for what a sampler would pick from the masked logits. They
+//! come from a corpus of words generated here with a seeded PRNG, so every run measures the
+//! same bytes: mixed scripts (ASCII, accented Latin, Greek, Cyrillic, Arabic, CJK, emoji),
+//! words ended by several kinds of whitespace (U+00A0, U+2009, U+3000 ... included), by EOS,
+//! or by the 16-byte limit, and words that begin with whitespace and so never stop by the
+//! rule. Each row walks the corpus in its own order; when a row finishes it is reset and
+//! goes on with its next word. The logits are not refilled between steps (the model's cost
+//! is not ours), for every mode alike.
+//!
+//! Before anything is timed, welt and the reference port are run side by side over exactly
+//! the steps that will be timed: every token must be allowed by welt's mask (and so by the
+//! reference's), and both must finish the same rows at the same steps. Timed blocks then
+//! have to reproduce the same counts of finished words, or the run fails.
+
+use std::error::Error;
+use std::hint::black_box;
+use std::time::Instant;
+
+use serde_json::json;
+use welt_runtime::{Decoder, Sequence, Utf8Words, WordBatch};
+
+use crate::reference_port::{ReferenceBatch, ReferenceError, EOS, VOCAB};
+
+/// The batch sizes measured.
+pub const BATCH_SIZES: [usize; 4] = [1, 3, 32, 256];
+/// Words in the generated corpus (a power of two, so that every odd stride visits them all).
+pub const CORPUS_WORDS: usize = 4096;
+/// The corpus seed: every run measures the same bytes.
+pub const CORPUS_SEED: u64 = 0x5765_4C54_2D62_656E;
+
+/// `lcm(1, 3, 32, 256)`: row-steps per block are a multiple of it, so that every batch size
+/// runs a whole number of steps over the same number of row-tokens.
+const BLOCK_UNIT: usize = 768;
+
+/// Options of `welt bench`.
 #[derive(Debug, Default, Clone)]
 pub struct Options {
-    /// JSON output.
+    /// Print one JSON object instead of the table.
     pub json: bool,
-    /// Fewer steps.
+    /// A few short rounds, for smoke tests: the numbers are not meant to be read.
     pub quick: bool,
 }
-/// Runs the benchmark.
-pub fn run(_o: &Options) -> Result<(), Box<dyn std::error::Error>> {
-    Err("not yet".into())
+
+impl Options {
+    fn rounds(&self) -> usize {
+        if self.quick {
+            3
+        } else {
+            15
+        }
+    }
+
+    /// Row-tokens per timed block: a few ms for welt in a release build.
+    fn row_tokens_per_block(&self) -> usize {
+        if self.quick {
+            BLOCK_UNIT * 4
+        } else {
+            BLOCK_UNIT * 341
+        }
+    }
+}
+
+/// The SplitMix64 generator (Steele, Lea and Flood): tiny and good enough to draw a corpus;
+/// written here so that the bench needs no `rand` and its corpus never changes under us.
+#[derive(Clone, Debug)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    /// A generator from `seed`.
+    pub fn new(seed: u64) -> SplitMix64 {
+        SplitMix64(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n` (0 for `n == 0`; the modulo bias is irrelevant here).
+    pub fn below(&mut self, n: u32) -> u32 {
+        (self.next_u64() % u64::from(n.max(1))) as u32
+    }
+
+    /// A number in `lo..=hi` (`lo <= hi`).
+    pub fn between(&mut self, lo: u32, hi: u32) -> u32 {
+        lo + self.below(hi - lo + 1)
+    }
+
+    /// One of `items`, drawn with the given weights.
+    fn weighted<T: Copy>(&mut self, items: &[(u32, T)]) -> T {
+        let total: u32 = items.iter().map(|(w, _)| w).sum();
+        let mut x = self.below(total);
+        for &(w, item) in items {
+            if x < w {
+                return item;
+            }
+            x -= w;
+        }
+        items[items.len() - 1].1
+    }
+}
+
+/// How words finished.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Finishes {
+    /// Words that stopped: the rule matched, or EOS.
+    pub stops: u64,
+    /// Words cut by the word length limit.
+    pub limits: u64,
+}
+
+/// The words the rows replay: one byte string per word, each a sequence welt can generate
+/// that finishes exactly at its last byte (it stops there, or reaches the length limit).
+#[derive(Clone, Debug)]
+pub struct Corpus {
+    bytes: Vec<u8>,
+    /// Word `i` is `bytes[starts[i]..starts[i + 1]]`.
+    starts: Vec<u32>,
+    finishes: Finishes,
+    multibyte: usize,
+}
+
+#[derive(Clone, Copy)]
+enum Script {
+    Ascii,
+    Latin,
+    Greek,
+    Cyrillic,
+    Arabic,
+    Cjk,
+    Emoji,
+    Numeric,
+}
+
+#[derive(Clone, Copy)]
+enum Shape {
+    /// A word and one whitespace character: stops on the whitespace.
+    Spaced,
+    /// A word and EOS.
+    Eos,
+    /// A word longer than the limit.
+    Long,
+    /// Whitespace first: never stops by the rule, so it ends by EOS or the limit.
+    Leading,
+    /// A word with a zero width space (not whitespace) inside, then a space.
+    ZeroWidth,
+}
+
+const ACCENTED: &[char] = &[
+    'é', 'è', 'ê', 'à', 'á', 'â', 'ü', 'ö', 'ä', 'ñ', 'ç', 'ß', 'ø', 'å', 'í', 'ó', 'ú', 'ł', 'ő', 'š', 'ž',
+];
+const LETTERS: &[u8] = b"etaoinshrdlucmfwypvbgkjqxzetaoinshrdlu";
+const NUMERIC: &[&str] = &[
+    "2024",
+    "3,14",
+    "42",
+    "(a)",
+    "\u{2014}",
+    "\u{ab}oui\u{bb}",
+    "1.5%",
+    "#7",
+    "\u{20ac}9",
+];
+
+/// Whitespace that ends a word, by weight: mostly U+0020, then newlines, tabs and the
+/// multi-byte spaces a multilingual model produces.
+const SPACES: &[(u32, char)] = &[
+    (55, ' '),
+    (10, '\n'),
+    (4, '\t'),
+    (3, '\r'),
+    (8, '\u{A0}'),
+    (6, '\u{3000}'),
+    (5, '\u{2009}'),
+    (3, '\u{202F}'),
+    (2, '\u{2003}'),
+    (2, '\u{85}'),
+    (2, '\u{2028}'),
+];
+
+fn push_range(rng: &mut SplitMix64, out: &mut String, lo: u32, hi: u32, n: u32) {
+    for _ in 0..n {
+        // Every range used here is free of surrogates, so `from_u32` never says no.
+        out.extend(char::from_u32(rng.between(lo, hi)));
+    }
+}
+
+fn letter(rng: &mut SplitMix64) -> char {
+    char::from(LETTERS[rng.below(LETTERS.len() as u32) as usize])
+}
+
+fn push_body(rng: &mut SplitMix64, out: &mut String, script: Script, long: bool) {
+    // A long word is about three times longer: past the 16-byte limit for most scripts.
+    let scale = if long { 3 } else { 1 };
+    let extra = u32::from(long);
+    match script {
+        Script::Ascii => {
+            for i in 0..rng.between(1, 9) * scale {
+                let c = letter(rng);
+                out.push(if i == 0 && rng.below(5) == 0 {
+                    c.to_ascii_uppercase()
+                } else {
+                    c
+                });
+            }
+        }
+        Script::Latin => {
+            for _ in 0..rng.between(2, 8) * scale {
+                if rng.below(4) == 0 {
+                    out.push(ACCENTED[rng.below(ACCENTED.len() as u32) as usize]);
+                } else {
+                    out.push(letter(rng));
+                }
+            }
+        }
+        Script::Greek => {
+            let n = rng.between(2, 7) * scale;
+            push_range(rng, out, 0x3AC, 0x3C9, n);
+        }
+        Script::Cyrillic => {
+            let n = rng.between(2, 8) * scale;
+            push_range(rng, out, 0x430, 0x44F, n);
+        }
+        Script::Arabic => {
+            let n = rng.between(2, 6) * scale;
+            push_range(rng, out, 0x627, 0x64A, n);
+        }
+        Script::Cjk => {
+            let n = rng.between(1, 4) * scale + extra;
+            push_range(rng, out, 0x4E00, 0x9FFF, n);
+        }
+        Script::Emoji => match rng.below(4) {
+            // A ZWJ sequence: woman, ZWJ, laptop.
+            0 => out.push_str("\u{1F469}\u{200D}\u{1F4BB}"),
+            1 => {
+                push_range(rng, out, 0x1F300, 0x1F64F, 1);
+                out.push('\u{FE0F}');
+            }
+            _ => {
+                let n = rng.between(1, 2) * scale + extra;
+                push_range(rng, out, 0x1F300, 0x1F64F, n);
+            }
+        },
+        Script::Numeric => {
+            for _ in 0..scale {
+                out.push_str(NUMERIC[rng.below(NUMERIC.len() as u32) as usize]);
+            }
+        }
+    }
+}
+
+fn draw_word(rng: &mut SplitMix64, out: &mut String) {
+    let script = rng.weighted(&[
+        (38, Script::Ascii),
+        (15, Script::Latin),
+        (8, Script::Greek),
+        (10, Script::Cyrillic),
+        (7, Script::Arabic),
+        (12, Script::Cjk),
+        (5, Script::Emoji),
+        (5, Script::Numeric),
+    ]);
+    let shape = rng.weighted(&[
+        (66, Shape::Spaced),
+        (14, Shape::Eos),
+        (10, Shape::Long),
+        (8, Shape::Leading),
+        (2, Shape::ZeroWidth),
+    ]);
+    match shape {
+        Shape::Spaced => {
+            push_body(rng, out, script, false);
+            out.push(rng.weighted(SPACES));
+            if rng.below(8) == 0 {
+                // "ab\r\n", "ab  ": the row stops at the first space and the rest is dropped.
+                out.push(rng.weighted(SPACES));
+            }
+        }
+        Shape::Eos => {
+            push_body(rng, out, script, false);
+            out.push(char::from(EOS));
+        }
+        Shape::Long => push_body(rng, out, script, true),
+        Shape::Leading => {
+            out.push(rng.weighted(SPACES));
+            push_body(rng, out, script, false);
+            out.push(rng.weighted(SPACES));
+        }
+        Shape::ZeroWidth => {
+            push_body(rng, out, script, false);
+            out.push('\u{200B}');
+            out.push(' ');
+        }
+    }
+}
+
+impl Corpus {
+    /// `words` words drawn from `seed`, each cut where welt finishes it — at its stop or at
+    /// the word length limit — or given an EOS if it would not finish (a word that begins
+    /// with whitespace). `Err` if welt refuses a byte, which would be a bug here or there.
+    pub fn generate(words: usize, seed: u64) -> Result<Corpus, Box<dyn Error>> {
+        let tables = Utf8Words::TABLES;
+        let max_len = usize::from(tables.max_word_len());
+        let mut rng = SplitMix64::new(seed);
+        let mut corpus = Corpus {
+            bytes: Vec::new(),
+            starts: vec![0],
+            finishes: Finishes::default(),
+            multibyte: 0,
+        };
+        let mut text = String::new();
+        for _ in 0..words.max(1) {
+            text.clear();
+            draw_word(&mut rng, &mut text);
+            let start = corpus.bytes.len();
+            let mut seq = Sequence::new(tables);
+            let mut stopped = false;
+            for &b in text.as_bytes().iter().chain(std::iter::once(&EOS)) {
+                stopped = seq
+                    .step(u32::from(b))
+                    .map_err(|e| format!("corpus word {text:?}: welt refuses byte {b:#04x}: {e}"))?;
+                corpus.bytes.push(b);
+                if stopped || seq.len() >= max_len {
+                    break;
+                }
+            }
+            if stopped {
+                corpus.finishes.stops += 1;
+            } else {
+                corpus.finishes.limits += 1;
+            }
+            corpus.multibyte += corpus.bytes[start..].iter().filter(|&&b| b >= 0x80).count();
+            let end = u32::try_from(corpus.bytes.len()).map_err(|_| "corpus too large")?;
+            corpus.starts.push(end);
+        }
+        Ok(corpus)
+    }
+
+    /// The corpus `welt bench` measures.
+    pub fn standard() -> Result<Corpus, Box<dyn Error>> {
+        Corpus::generate(CORPUS_WORDS, CORPUS_SEED)
+    }
+
+    /// Number of words.
+    pub fn len(&self) -> usize {
+        self.starts.len() - 1
+    }
+    /// Whether there is no word (never, for a generated corpus).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Word `i`'s bytes (empty past the end).
+    pub fn word(&self, i: usize) -> &[u8] {
+        match (self.starts.get(i), self.starts.get(i + 1)) {
+            (Some(&a), Some(&b)) => &self.bytes[a as usize..b as usize],
+            _ => &[],
+        }
+    }
+    /// All bytes, word after word.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+    /// How the words finish.
+    pub fn finishes(&self) -> Finishes {
+        self.finishes
+    }
+    /// Bytes that belong to multi-byte characters.
+    pub fn multibyte_bytes(&self) -> usize {
+        self.multibyte
+    }
+}
+
+/// Where each row is in the corpus. Row `r` visits the words in its own order (a start and
+/// an odd stride: with a power-of-two corpus every row visits every word), so rows do not
+/// replay each other's streams.
+#[derive(Clone, Debug)]
+struct Cursors {
+    word: Vec<u32>,
+    pos: Vec<u32>,
+    stride: Vec<u32>,
+}
+
+impl Cursors {
+    fn new(corpus: &Corpus, batch: usize) -> Cursors {
+        let n = corpus.len().max(1) as u64;
+        let mut rng = SplitMix64::new(0xC0FF_EE00 ^ batch as u64);
+        let mut c = Cursors {
+            word: Vec::with_capacity(batch),
+            pos: Vec::with_capacity(batch),
+            stride: Vec::with_capacity(batch),
+        };
+        for _ in 0..batch {
+            let w = (rng.next_u64() % n) as u32;
+            c.word.push(w);
+            c.pos.push(corpus.starts[w as usize]);
+            c.stride.push((rng.next_u64() % n) as u32 | 1);
+        }
+        c
+    }
+
+    /// The row finished: on to its next word.
+    #[inline]
+    fn next_word(&mut self, corpus: &Corpus, row: usize) {
+        let w = (self.word[row] as usize + self.stride[row] as usize) % corpus.len();
+        self.word[row] = w as u32;
+        self.pos[row] = corpus.starts[w];
+    }
+
+    /// Writes each row's next token.
+    #[inline]
+    fn gather(&self, corpus: &Corpus, tokens: &mut [u32]) -> Result<(), Box<dyn Error>> {
+        for (t, &p) in tokens.iter_mut().zip(&self.pos) {
+            // A word always finishes by its last byte (the corpus is cut that way, and the
+            // check pass proves both engines agree), so this never runs past the corpus.
+            *t = u32::from(*corpus.bytes.get(p as usize).ok_or("a row ran past the corpus")?);
+        }
+        Ok(())
+    }
+}
+
+/// What the driver needs of a batch: the API shared by `WordBatch` and `ReferenceBatch`.
+trait Stepper {
+    type Err: Error + 'static;
+    fn apply_mask(&self, logits: &mut [f32]) -> Result<(), Self::Err>;
+    fn advance(&mut self, tokens: &mut [u32]) -> Result<usize, Self::Err>;
+    fn finished(&self) -> &[bool];
+    fn stopped(&self) -> &[bool];
+    fn reset_row(&mut self, row: usize) -> Result<(), Self::Err>;
+}
+
+impl Stepper for WordBatch<'_> {
+    type Err = welt_runtime::Error;
+    #[inline]
+    fn apply_mask(&self, logits: &mut [f32]) -> Result<(), Self::Err> {
+        WordBatch::apply_mask(self, logits)
+    }
+    #[inline]
+    fn advance(&mut self, tokens: &mut [u32]) -> Result<usize, Self::Err> {
+        WordBatch::advance(self, tokens)
+    }
+    #[inline]
+    fn finished(&self) -> &[bool] {
+        WordBatch::finished(self)
+    }
+    #[inline]
+    fn stopped(&self) -> &[bool] {
+        WordBatch::stopped(self)
+    }
+    #[inline]
+    fn reset_row(&mut self, row: usize) -> Result<(), Self::Err> {
+        WordBatch::reset_row(self, row)
+    }
+}
+
+impl Stepper for ReferenceBatch {
+    type Err = ReferenceError;
+    #[inline]
+    fn apply_mask(&self, logits: &mut [f32]) -> Result<(), Self::Err> {
+        ReferenceBatch::apply_mask(self, logits)
+    }
+    #[inline]
+    fn advance(&mut self, tokens: &mut [u32]) -> Result<usize, Self::Err> {
+        ReferenceBatch::advance(self, tokens)
+    }
+    #[inline]
+    fn finished(&self) -> &[bool] {
+        ReferenceBatch::finished(self)
+    }
+    #[inline]
+    fn stopped(&self) -> &[bool] {
+        ReferenceBatch::stopped(self)
+    }
+    #[inline]
+    fn reset_row(&mut self, row: usize) -> Result<(), Self::Err> {
+        ReferenceBatch::reset_row(self, row)
+    }
+}
+
+/// One decoding step as a caller would run it: mask, sample (here: replay), advance, restart
+/// the rows that finished.
+#[inline]
+fn step<S: Stepper>(
+    s: &mut S,
+    corpus: &Corpus,
+    logits: &mut [f32],
+    tokens: &mut [u32],
+    cursors: &mut Cursors,
+    finishes: &mut Finishes,
+) -> Result<(), Box<dyn Error>> {
+    s.apply_mask(logits)?;
+    cursors.gather(corpus, tokens)?;
+    s.advance(tokens)?;
+    for row in 0..tokens.len() {
+        if s.finished()[row] {
+            if s.stopped()[row] {
+                finishes.stops += 1;
+            } else {
+                finishes.limits += 1;
+            }
+            s.reset_row(row)?;
+            cursors.next_word(corpus, row);
+        } else {
+            cursors.pos[row] += 1;
+        }
+    }
+    Ok(())
+}
+
+/// What is measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// `welt_runtime::WordBatch` with the generated tables.
+    Welt,
+    /// The Rust port of the reference algorithm.
+    ReferencePort,
+    /// One pass writing every logit of the batch.
+    Floor,
+}
+
+impl Mode {
+    /// Every mode, in report order.
+    pub const ALL: [Mode; 3] = [Mode::Welt, Mode::ReferencePort, Mode::Floor];
+
+    /// The mode's name in the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Welt => "welt",
+            Mode::ReferencePort => "reference_port",
+            Mode::Floor => "floor",
+        }
+    }
+}
+
+enum Engine {
+    Welt(WordBatch<'static>),
+    Reference(ReferenceBatch),
+    Floor,
+}
+
+/// One mode at one batch size, ready to run steps: its batch, its own `B x 256` logits, the
+/// token buffer and the rows' places in the corpus. Built (and [reset](Workload::reset))
+/// outside the timed region; [`Workload::run`] allocates nothing.
+pub struct Workload<'c> {
+    mode: Mode,
+    corpus: &'c Corpus,
+    engine: Engine,
+    logits: Vec<f32>,
+    tokens: Vec<u32>,
+    cursors: Cursors,
+    finishes: Finishes,
+}
+
+impl<'c> Workload<'c> {
+    /// A fresh workload of `batch` rows.
+    pub fn new(mode: Mode, corpus: &'c Corpus, batch: usize) -> Result<Workload<'c>, Box<dyn Error>> {
+        if corpus.is_empty() {
+            return Err("the corpus has no word".into());
+        }
+        let mut w = Workload {
+            mode,
+            corpus,
+            engine: Engine::Floor,
+            logits: vec![0.0; batch * VOCAB],
+            tokens: vec![0; batch],
+            cursors: Cursors::new(corpus, batch),
+            finishes: Finishes::default(),
+        };
+        w.reset()?;
+        Ok(w)
+    }
+
+    /// Back to the first step: new empty words, every row at its first word, the logits
+    /// refilled (the same values for every mode).
+    pub fn reset(&mut self) -> Result<(), Box<dyn Error>> {
+        let batch = self.tokens.len();
+        self.engine = match self.mode {
+            Mode::Welt => Engine::Welt(WordBatch::new(Utf8Words::TABLES, batch)?),
+            Mode::ReferencePort => Engine::Reference(ReferenceBatch::new(batch)?),
+            Mode::Floor => Engine::Floor,
+        };
+        for (i, x) in self.logits.iter_mut().enumerate() {
+            *x = (i % 17) as f32 * 0.25 - 2.0;
+        }
+        self.cursors = Cursors::new(self.corpus, batch);
+        self.finishes = Finishes::default();
+        Ok(())
+    }
+
+    /// Runs `steps` decoding steps.
+    pub fn run(&mut self, steps: usize) -> Result<(), Box<dyn Error>> {
+        let (corpus, logits, tokens, cursors, finishes) = (
+            self.corpus,
+            &mut self.logits[..],
+            &mut self.tokens[..],
+            &mut self.cursors,
+            &mut self.finishes,
+        );
+        // One match outside the loop: each mode's loop is monomorphic.
+        match &mut self.engine {
+            Engine::Welt(b) => {
+                (0..steps).try_for_each(|_| step(b, corpus, logits, tokens, cursors, finishes))
+            }
+            Engine::Reference(b) => {
+                (0..steps).try_for_each(|_| step(b, corpus, logits, tokens, cursors, finishes))
+            }
+            Engine::Floor => {
+                for _ in 0..steps {
+                    logits.fill(f32::NEG_INFINITY);
+                    // The writes must happen: as far as the compiler knows, this reads them.
+                    black_box(&mut *logits);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The words finished since the last reset (always zero for the floor).
+    pub fn finishes(&self) -> Finishes {
+        self.finishes
+    }
+
+    /// The mode.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+}
+
+/// Runs welt and the reference port side by side for `steps` steps from a fresh start, as
+/// the timed blocks will: each token must be allowed by welt's mask — so by the reference's,
+/// which allows a superset, checked too — and both must finish the same rows at the same
+/// steps. Returns the words finished.
+pub fn check(corpus: &Corpus, batch: usize, steps: usize) -> Result<Finishes, Box<dyn Error>> {
+    let mut welt = WordBatch::new(Utf8Words::TABLES, batch)?;
+    let mut port = ReferenceBatch::new(batch)?;
+    let mut cursors = Cursors::new(corpus, batch);
+    let mut tokens = vec![0u32; batch];
+    let mut port_tokens = vec![0u32; batch];
+    let mut welt_logits = vec![0.0f32; batch * VOCAB];
+    let mut port_logits = vec![0.0f32; batch * VOCAB];
+    let mut finishes = Finishes::default();
+    for s in 0..steps {
+        welt_logits.fill(0.0);
+        port_logits.fill(0.0);
+        welt.apply_mask(&mut welt_logits)?;
+        port.apply_mask(&mut port_logits)?;
+        cursors.gather(corpus, &mut tokens)?;
+        for (row, &t) in tokens.iter().enumerate() {
+            let at = row * VOCAB;
+            let (w, p) = (&welt_logits[at..at + VOCAB], &port_logits[at..at + VOCAB]);
+            if let Some(t) = (0..VOCAB).find(|&t| w[t].is_finite() && !p[t].is_finite()) {
+                return Err(format!(
+                    "B={batch} step {s} row {row}: welt allows byte {t:#04x} after {:?}, the reference does not",
+                    port.word(row)
+                )
+                .into());
+            }
+            if !w[t as usize].is_finite() {
+                return Err(format!(
+                    "B={batch} step {s} row {row}: the corpus byte {t:#04x} after {:?} is masked by welt",
+                    port.word(row)
+                )
+                .into());
+            }
+        }
+        port_tokens.copy_from_slice(&tokens);
+        welt.advance(&mut tokens)?;
+        port.advance(&mut port_tokens)?;
+        for row in 0..batch {
+            let (wf, pf) = (welt.finished()[row], port.finished()[row]);
+            let (ws, ps) = (welt.stopped()[row], port.stopped()[row]);
+            if (wf, ws) != (pf, ps) {
+                return Err(format!(
+                    "B={batch} step {s} row {row}: after {:?} welt says finished={wf} stopped={ws}, \
+                     the reference port finished={pf} stopped={ps}",
+                    port.word(row)
+                )
+                .into());
+            }
+            if wf {
+                if ws {
+                    finishes.stops += 1;
+                } else {
+                    finishes.limits += 1;
+                }
+                welt.reset_row(row)?;
+                port.reset_row(row)?;
+                cursors.next_word(corpus, row);
+            } else {
+                let end = corpus.starts[cursors.word[row] as usize + 1];
+                cursors.pos[row] += 1;
+                if cursors.pos[row] >= end {
+                    return Err(format!(
+                        "B={batch} step {s} row {row}: word {:?} ended without finishing",
+                        port.word(row)
+                    )
+                    .into());
+                }
+            }
+        }
+    }
+    Ok(finishes)
+}
+
+/// The measurements of one batch size.
+#[derive(Clone, Debug)]
+pub struct BatchResult {
+    /// Rows.
+    pub batch: usize,
+    /// Steps per timed block.
+    pub steps_per_block: usize,
+    /// Median ns per step, per mode in [`Mode::ALL`] order.
+    pub ns_per_step: [f64; 3],
+    /// The fastest block's ns per step, per mode (how far the median is from the best case).
+    pub min_ns_per_step: [f64; 3],
+    /// Words finished per block (the same for welt and the reference port).
+    pub finishes: Finishes,
+}
+
+impl BatchResult {
+    /// Median ns per step of `mode`.
+    pub fn ns_per_step(&self, mode: Mode) -> f64 {
+        self.ns_per_step[mode as usize]
+    }
+    /// Median ns per row-token (one row advanced by one token) of `mode`.
+    pub fn ns_per_row_token(&self, mode: Mode) -> f64 {
+        self.ns_per_step(mode) / self.batch as f64
+    }
+}
+
+fn median(xs: &mut [f64]) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    }
+}
+
+/// Measures one batch size: the check pass, one warm-up block per mode, then `rounds`
+/// rounds of one block per mode, the order of the modes rotating from round to round so that
+/// none always runs first (or right after the same other mode).
+pub fn measure(
+    corpus: &Corpus,
+    batch: usize,
+    steps: usize,
+    rounds: usize,
+) -> Result<BatchResult, Box<dyn Error>> {
+    let expected = check(corpus, batch, steps)?;
+    let mut loads = Mode::ALL
+        .iter()
+        .map(|&m| Workload::new(m, corpus, batch))
+        .collect::<Result<Vec<_>, _>>()?;
+    for w in &mut loads {
+        w.run(steps.div_ceil(4))?;
+    }
+    let mut times: [Vec<f64>; 3] = Default::default();
+    for round in 0..rounds.max(1) {
+        for k in 0..loads.len() {
+            let w = &mut loads[(round + k) % Mode::ALL.len()];
+            w.reset()?;
+            let t = Instant::now();
+            w.run(steps)?;
+            let ns = t.elapsed().as_nanos() as f64;
+            if w.mode() != Mode::Floor && w.finishes() != expected {
+                return Err(format!(
+                    "B={batch}: {} finished {:?} in a timed block, the check pass {:?}",
+                    w.mode().name(),
+                    w.finishes(),
+                    expected
+                )
+                .into());
+            }
+            times[w.mode() as usize].push(ns / steps as f64);
+        }
+    }
+    let mut ns_per_step = [0.0; 3];
+    let mut min_ns_per_step = [0.0; 3];
+    for (i, t) in times.iter_mut().enumerate() {
+        min_ns_per_step[i] = t.iter().copied().fold(f64::INFINITY, f64::min);
+        ns_per_step[i] = median(t);
+    }
+    Ok(BatchResult {
+        batch,
+        steps_per_block: steps,
+        ns_per_step,
+        min_ns_per_step,
+        finishes: expected,
+    })
+}
+
+/// The machine the numbers come from.
+fn machine() -> serde_json::Value {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).ok();
+    // Best effort: on Linux the CPU's name; nothing if it cannot be read.
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|s| {
+        s.lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+    });
+    json!({
+        "cores": cores,
+        "cpu": cpu,
+        "arch": std::env::consts::ARCH,
+        "os": std::env::consts::OS,
+        "build": if cfg!(debug_assertions) { "debug" } else { "release" },
+    })
+}
+
+fn result_json(r: &BatchResult) -> serde_json::Value {
+    let welt = r.ns_per_row_token(Mode::Welt);
+    let port = r.ns_per_row_token(Mode::ReferencePort);
+    let floor = r.ns_per_row_token(Mode::Floor);
+    json!({
+        "batch": r.batch,
+        "vocab": VOCAB,
+        "welt_ns_per_row_token": welt,
+        "reference_port_ns_per_row_token": port,
+        "floor_ns_per_row_token": floor,
+        "welt_ns_per_step": r.ns_per_step(Mode::Welt),
+        "reference_port_ns_per_step": r.ns_per_step(Mode::ReferencePort),
+        "floor_ns_per_step": r.ns_per_step(Mode::Floor),
+        "welt_min_ns_per_step": r.min_ns_per_step[Mode::Welt as usize],
+        "reference_port_min_ns_per_step": r.min_ns_per_step[Mode::ReferencePort as usize],
+        "floor_min_ns_per_step": r.min_ns_per_step[Mode::Floor as usize],
+        "welt_over_floor": welt / floor,
+        "reference_port_over_welt": port / welt,
+        "steps_per_block": r.steps_per_block,
+        "stops_per_block": r.finishes.stops,
+        "limit_finishes_per_block": r.finishes.limits,
+    })
+}
+
+/// The targets of the issue that asked for this bench, as lines saying whether they are met.
+fn verdicts(results: &[BatchResult]) -> Vec<String> {
+    let ok = |b: bool| if b { "met" } else { "MISSED" };
+    let mut out = Vec::new();
+    if let Some(r) = results.iter().find(|r| r.batch == 32) {
+        let (w, f) = (r.ns_per_row_token(Mode::Welt), r.ns_per_row_token(Mode::Floor));
+        out.push(format!(
+            "B = 32: welt / floor = {:.2} (target <= 1.5): {}",
+            w / f,
+            ok(w <= 1.5 * f)
+        ));
+        out.push(format!(
+            "B = 32: welt = {w:.1} ns per row-token (target < 50): {}",
+            ok(w < 50.0)
+        ));
+    }
+    let slower: Vec<String> = results
+        .iter()
+        .filter(|r| r.ns_per_step(Mode::Welt) >= r.ns_per_step(Mode::ReferencePort))
+        .map(|r| r.batch.to_string())
+        .collect();
+    out.push(if slower.is_empty() {
+        "welt faster than the reference port at every batch size: met".to_string()
+    } else {
+        format!(
+            "welt faster than the reference port at every batch size: MISSED at B = {}",
+            slower.join(", ")
+        )
+    });
+    out
+}
+
+fn table(corpus: &Corpus, results: &[BatchResult], rounds: usize, row_tokens: usize) -> String {
+    use std::fmt::Write;
+    let m = machine();
+    let mut s = String::new();
+    let cpu = m["cpu"].as_str().unwrap_or("unknown CPU");
+    let cores = m["cores"].as_u64().map_or("?".to_string(), |c| c.to_string());
+    let _ = writeln!(
+        s,
+        "welt bench: mask + advance + stop per decoding step, V = {VOCAB}, f32 logits \
+         ({} build, {cores} cores, {cpu})",
+        m["build"].as_str().unwrap_or("?"),
+    );
+    let f = corpus.finishes();
+    let _ = writeln!(
+        s,
+        "corpus: {} words, {} bytes ({:.0}% in multi-byte characters); {} words stop, {} hit the {}-byte limit",
+        corpus.len(),
+        corpus.bytes().len(),
+        100.0 * corpus.multibyte_bytes() as f64 / corpus.bytes().len().max(1) as f64,
+        f.stops,
+        f.limits,
+        Utf8Words::TABLES.max_word_len(),
+    );
+    let _ = writeln!(
+        s,
+        "median of {rounds} rounds, modes interleaved; {row_tokens} row-tokens per timed block\n"
+    );
+    let _ = writeln!(
+        s,
+        "{:>5} {:>7} | {:>21} | {:>21} | {:>21} | {:>10} {:>10}",
+        "", "", "welt", "reference_port", "floor", "welt", "ref_port"
+    );
+    let _ = writeln!(
+        s,
+        "{:>5} {:>7} | {:>10} {:>10} | {:>10} {:>10} | {:>10} {:>10} | {:>10} {:>10}",
+        "B",
+        "steps",
+        "ns/step",
+        "ns/row-tok",
+        "ns/step",
+        "ns/row-tok",
+        "ns/step",
+        "ns/row-tok",
+        "/ floor",
+        "/ welt"
+    );
+    for r in results {
+        let _ = write!(s, "{:>5} {:>7} |", r.batch, r.steps_per_block);
+        for mode in Mode::ALL {
+            let _ = write!(
+                s,
+                " {:>10.1} {:>10.2} |",
+                r.ns_per_step(mode),
+                r.ns_per_row_token(mode)
+            );
+        }
+        let (w, p, fl) = (
+            r.ns_per_row_token(Mode::Welt),
+            r.ns_per_row_token(Mode::ReferencePort),
+            r.ns_per_row_token(Mode::Floor),
+        );
+        let _ = writeln!(s, " {:>10.2} {:>10.2}", w / fl, p / w);
+    }
+    s.push('\n');
+    for v in verdicts(results) {
+        let _ = writeln!(s, "{v}");
+    }
+    if cfg!(debug_assertions) {
+        let _ = writeln!(
+            s,
+            "(a debug build: these numbers mean little; use `cargo run --release -- bench`)"
+        );
+    }
+    s
+}
+
+/// Runs the benchmark and prints the table, or one JSON object with `--json`.
+pub fn run(o: &Options) -> Result<(), Box<dyn Error>> {
+    let corpus = Corpus::standard()?;
+    let rounds = o.rounds();
+    let row_tokens = o.row_tokens_per_block();
+    let results = BATCH_SIZES
+        .iter()
+        .map(|&b| measure(&corpus, b, row_tokens / b, rounds))
+        .collect::<Result<Vec<_>, _>>()?;
+    let text = if o.json {
+        let doc = json!({
+            "results": results.iter().map(result_json).collect::<Vec<_>>(),
+            "machine": machine(),
+            "rounds": rounds,
+            // Row-tokens per timed block: B x steps_per_block, the same at every B.
+            "steps": row_tokens,
+            "corpus": {
+                "words": corpus.len(),
+                "bytes": corpus.bytes().len(),
+                "multibyte_bytes": corpus.multibyte_bytes(),
+                "stops": corpus.finishes().stops,
+                "limit_finishes": corpus.finishes().limits,
+                "seed": CORPUS_SEED,
+            },
+        });
+        format!("{doc}\n")
+    } else {
+        table(&corpus, &results, rounds, row_tokens)
+    };
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splitmix64_matches_the_published_sequence() {
+        // The first outputs for seed 0 of the reference C implementation.
+        let mut r = SplitMix64::new(0);
+        assert_eq!(r.next_u64(), 0xE220_A839_7B1D_CDAF);
+        assert_eq!(r.next_u64(), 0x6E78_9E6A_A1B9_65F4);
+    }
+
+    #[test]
+    fn corpus_is_deterministic_and_mixed() {
+        let a = Corpus::generate(512, 7).unwrap();
+        let b = Corpus::generate(512, 7).unwrap();
+        assert_eq!(a.bytes(), b.bytes());
+        assert_eq!(a.len(), 512);
+        let text = String::from_utf8_lossy(a.bytes());
+        for c in [
+            '\u{A0}', '\u{3000}', '\u{2009}', '\u{3}', 'é', '\u{3b1}', '\u{430}',
+        ] {
+            assert!(text.contains(c), "no {c:?} in the corpus");
+        }
+        let f = a.finishes();
+        assert!(f.stops > 300 && f.limits > 20, "{f:?}");
+        assert!(a.multibyte_bytes() * 4 > a.bytes().len(), "too little non-ASCII");
+        for i in 0..a.len() {
+            let w = a.word(i);
+            assert!(!w.is_empty() && w.len() <= 16, "word {i}: {w:?}");
+        }
+    }
+
+    #[test]
+    fn check_passes_and_modes_agree() {
+        let corpus = Corpus::generate(256, 1).unwrap();
+        for b in [1, 3, 32] {
+            let steps = 600 / b;
+            let expected = check(&corpus, b, steps).unwrap();
+            assert!(expected.stops > 0);
+            for mode in [Mode::Welt, Mode::ReferencePort] {
+                let mut w = Workload::new(mode, &corpus, b).unwrap();
+                w.run(steps).unwrap();
+                assert_eq!(w.finishes(), expected, "{mode:?} B={b}");
+                w.reset().unwrap();
+                w.run(steps).unwrap();
+                assert_eq!(w.finishes(), expected, "{mode:?} B={b} after reset");
+            }
+        }
+    }
+
+    #[test]
+    fn check_fails_loudly_on_a_word_that_never_finishes() {
+        let mut corpus = Corpus::generate(4, 1).unwrap();
+        // "ab" and nothing else: neither engine finishes it before the next word's bytes.
+        corpus.bytes = b"abababab".to_vec();
+        corpus.starts = vec![0, 2, 4, 6, 8];
+        let err = check(&corpus, 1, 4).unwrap_err().to_string();
+        assert!(err.contains("ended without finishing"), "{err}");
+    }
+
+    #[test]
+    fn measure_reports_every_mode() {
+        let r = measure(&Corpus::generate(256, 3).unwrap(), 3, 64, 2).unwrap();
+        assert_eq!(r.batch, 3);
+        assert!(r.ns_per_step.iter().all(|x| x.is_finite() && *x > 0.0));
+        let v = result_json(&r);
+        assert_eq!(v["vocab"], 256);
+        assert!(v["welt_over_floor"].as_f64().is_some());
+    }
 }
