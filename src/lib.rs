@@ -17,6 +17,7 @@ pub mod generated {
     include!(concat!(env!("OUT_DIR"), "/bpe_bytelevel_build_script.rs"));
     include!(concat!(env!("OUT_DIR"), "/sp_bpe_bytefallback_build_script.rs"));
     include!(concat!(env!("OUT_DIR"), "/sp_unigram_build_script.rs"));
+    include!(concat!(env!("OUT_DIR"), "/default_ptx.rs"));
 }
 
 /// Lowercase hex of `bytes`.

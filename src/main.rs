@@ -11,9 +11,9 @@ const USAGE: &str = "\
 welt — WeLT's word decoding constraints as one generated automaton
 
 USAGE:
-    welt tables [TOKENIZER OPTIONS] [--emit rust|dot|stats] [-o FILE]
-        Generate a decoder's tables and print them as Rust source, a Graphviz DOT graph, or
-        statistics (default: stats). Default decoder: UTF-8 bytes, WeLT's word rule.
+    welt tables [TOKENIZER OPTIONS] [--emit rust|dot|stats|cuda|header] [-o FILE]
+        Generate a decoder's tables and print them as Rust source, a Graphviz DOT graph,
+        statistics (default), CUDA kernels with the tables, or the kernels' C ABI header. Default decoder: UTF-8 bytes, WeLT's word rule.
     welt query [TOKENIZER OPTIONS] [FILE]
         Read JSONL lines with a \"bytes\" array (a \"tokens\" array of ids with --tokenizer),
         from FILE or stdin, and print, for each, the mask, stop flag and reachability after it.
@@ -161,7 +161,11 @@ fn tables(mut parser: lexopt::Parser) -> Result<()> {
         }
         "dot" => kernels_gen::emit::dot::emit(&tables),
         "stats" => kernels_gen::emit::stats::emit(&tables),
-        other => return Err(format!("unknown --emit `{other}`; expected rust, dot or stats").into()),
+        "cuda" => kernels_gen::emit::cuda::source(&tables),
+        "header" => kernels_gen::emit::cuda::header(&tables),
+        other => {
+            return Err(format!("unknown --emit `{other}`; expected rust, dot, stats, cuda or header").into())
+        }
     };
     write_output(out, text.as_bytes())
 }

@@ -87,6 +87,7 @@ impl Error {
             subject: Subject::Spec,
         }
     }
+    #[cfg_attr(not(feature = "tokenizers"), allow(dead_code))]
     pub(crate) fn about(mut self, subject: Subject) -> Error {
         self.subject = subject;
         self

@@ -29,12 +29,18 @@
 //! control character or one or more word characters followed by one whitespace character,
 //! or when EOS is generated.
 
-#![forbid(unsafe_code)]
+// The only `unsafe` is in the CUDA module (kernel launches and `DeviceRepr` for the ABI
+// structs), each with a SAFETY comment; the CPU path has none.
+#![cfg_attr(not(feature = "cuda"), forbid(unsafe_code))]
+#![cfg_attr(feature = "cuda", deny(unsafe_code))]
 #![warn(missing_docs)]
 
 extern crate self as welt_runtime;
 
 mod batch;
+#[cfg(feature = "cuda")]
+#[allow(unsafe_code)]
+pub mod cuda;
 mod error;
 mod logit;
 mod sequence;
@@ -52,6 +58,9 @@ pub use welt_macros::welt_decoder;
 pub trait Decoder {
     /// The decoder's tables, validated at compile time.
     const TABLES: Tables<'static>;
+    /// The decoder's CUDA kernels (generated from the same tables), compiled with NVRTC by the
+    /// `cuda` feature. An associated constant: it takes no room in a binary that does not use it.
+    const CUDA_SOURCE: &'static str;
 }
 
 /// WeLT's default byte decoder: the `UTF8Tokenizer` vocabulary (256 byte tokens, PAD = 0x00,

@@ -31,10 +31,10 @@ pub struct Tables<'a> {
     max_word_len: u16,
     mask_words: u32,
     /// 0 in the direct layout (entries are indexed by token), else the number of classes.
-    classes: u32,
-    class_of: &'a [u8],
-    entries: &'a [u8],
-    masks: &'a [u8],
+    pub(crate) classes: u32,
+    pub(crate) class_of: &'a [u8],
+    pub(crate) entries: &'a [u8],
+    pub(crate) masks: &'a [u8],
     boundary: &'a [u8],
     blob: &'a [u8],
 }

@@ -1,6 +1,7 @@
 //! Emitters: each turns [`Tables`](crate::Tables) into one language. All of them start with a
 //! header saying that the output is generated, by what, and from which inputs.
 
+pub mod cuda;
 pub mod dot;
 pub mod rust;
 pub mod stats;
