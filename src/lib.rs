@@ -5,6 +5,8 @@
 #![forbid(unsafe_code)]
 
 pub mod bench;
+#[cfg(feature = "cuda")]
+pub mod gpu_check;
 pub mod query;
 pub mod reference_port;
 

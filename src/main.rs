@@ -29,6 +29,8 @@ TOKENIZER OPTIONS:
     welt bench [--json] [--quick]
         CPU cost per decoding step of mask + advance + stop, beside a Rust port of the
         reference algorithm and the floor (one pass writing every logit).
+    welt gpu-check [--quick] [--json FILE]
+        (feature `cuda`) The GPU against the CPU tables, and kernel timings with CUDA events.
     welt help
 ";
 
@@ -58,6 +60,7 @@ fn run() -> Result<()> {
         "tables" => tables(parser),
         "query" => query(parser),
         "bench" => bench(parser),
+        "gpu-check" => gpu_check(parser),
         "help" => {
             print!("{USAGE}");
             Ok(())
@@ -240,4 +243,22 @@ fn bench(mut parser: lexopt::Parser) -> Result<()> {
         }
     }
     welt::bench::run(&opts)
+}
+
+#[cfg(feature = "cuda")]
+fn gpu_check(mut parser: lexopt::Parser) -> Result<()> {
+    let mut opts = welt::gpu_check::Options::default();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("quick") => opts.quick = true,
+            Long("json") => opts.json = Some(parser.value()?.into()),
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    welt::gpu_check::run(&opts)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn gpu_check(_: lexopt::Parser) -> Result<()> {
+    Err("this `welt` was built without the `cuda` feature: cargo build --release --features cuda".into())
 }

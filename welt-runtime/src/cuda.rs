@@ -29,6 +29,9 @@ use cudarc::nvrtc::{CompileOptions, Ptx};
 
 use crate::{Decoder, Error, Tables};
 
+/// The cudarc this module is built on, for allocating logits and events with the same version.
+pub use cudarc;
+
 #[allow(non_camel_case_types, non_upper_case_globals, dead_code, missing_docs)]
 mod abi {
     include!(concat!(env!("OUT_DIR"), "/welt_abi.rs"));
@@ -181,7 +184,12 @@ impl CudaDecoder {
             None => compile_ptx(cuda_source, None)?,
         };
         let ctx = CudaContext::new(ordinal)?;
-        let stream = ctx.default_stream();
+        // SAFETY: every buffer this decoder and its batches allocate is used on the one stream
+        // below, so cudarc's cross-stream event tracking has nothing to synchronize; turning it
+        // off keeps event records out of captured CUDA graphs.
+        unsafe { ctx.disable_event_tracking() };
+        // A stream of its own: CUDA graphs cannot capture the legacy default stream.
+        let stream = ctx.new_stream()?;
         let module = ctx.load_module(ptx)?;
         let f = |name: &str| module.load_function(name);
         let mask = [f("welt_mask_f32")?, f("welt_mask_f16")?, f("welt_mask_bf16")?];
@@ -282,6 +290,19 @@ pub struct DeviceBatch<'d> {
     running: CudaSlice<u32>,
     error: CudaSlice<u32>,
     draws: CudaSlice<u32>,
+}
+
+/// One fused step recorded as a CUDA graph (see [`DeviceBatch::capture_step`]).
+pub struct StepGraph {
+    graph: cudarc::driver::CudaGraph,
+}
+
+impl StepGraph {
+    /// Replays the step on the decoder's stream (asynchronously).
+    pub fn launch(&self) -> Result<(), CudaError> {
+        self.graph.launch()?;
+        Ok(())
+    }
 }
 
 /// A copy of a batch's device state, for checks and debugging.
@@ -479,6 +500,27 @@ impl<'d> DeviceBatch<'d> {
         Ok(())
     }
 
+    /// Records one fused step (with these buffers and settings) as a CUDA graph: replaying it
+    /// runs the step with one launch call and no per-kernel CPU overhead. The per-row draw
+    /// counters live on the device, so every replay samples fresh random numbers.
+    pub fn capture_step<L: DeviceLogit>(
+        &mut self,
+        logits: &CudaSlice<L>,
+        row_stride: usize,
+        sampling: &Sampling,
+    ) -> Result<StepGraph, CudaError> {
+        let stream = self.dec.stream.clone();
+        stream
+            .begin_capture(cudarc::driver::sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)?;
+        let launched = self.step(logits, row_stride, sampling);
+        let graph = stream.end_capture(cudarc::driver::sys::CUgraphInstantiate_flags(0));
+        launched?;
+        let graph = graph?
+            .ok_or_else(|| CudaError::new(CudaErrorKind::Driver, "stream capture produced no graph"))?;
+        graph.upload()?;
+        Ok(StepGraph { graph })
+    }
+
     /// The tokens chosen by the last step (PAD for finished rows): the model's next input.
     pub fn next_tokens(&self) -> &CudaSlice<u32> {
         &self.next_tokens
@@ -499,6 +541,14 @@ impl<'d> DeviceBatch<'d> {
             CudaErrorKind::Kernel,
             format!("a kernel rejected a token (error bits {bits:#x}: 1 = out of vocabulary, 2 = forbidden, 4 = no allowed token)"),
         ))
+    }
+
+    /// Overwrites the next-token buffer with `value` (to poison it before a check).
+    pub fn fill_next_tokens(&mut self, value: u32) -> Result<(), CudaError> {
+        self.dec
+            .stream
+            .memcpy_htod(&vec![value; self.batch as usize], &mut self.next_tokens)?;
+        Ok(())
     }
 
     /// Waits for the stream and copies the batch's state to the host.
