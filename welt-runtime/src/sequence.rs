@@ -56,7 +56,15 @@ impl<'t> Sequence<'t> {
         if self.complete {
             return Err(Error::new(ErrorKind::WordComplete));
         }
-        let (next, stop) = self.tables.step(self.state, token)?;
+        if token as usize >= self.tables.vocab_size() {
+            // Checked here rather than by `Tables::step` so that `at` is the index in the word.
+            return Err(Error::new(ErrorKind::TokenOutOfRange {
+                token,
+                vocab: self.tables.vocab_size() as u32,
+                at: self.len as usize,
+            }));
+        }
+        let (next, stop) = split(self.tables.entry(self.state, token));
         if next == DEAD {
             return Err(Error::new(ErrorKind::TokenNotAllowed {
                 token,

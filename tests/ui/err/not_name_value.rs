@@ -1,0 +1,5 @@
+// Arguments are `name = value`.
+#[welt_runtime::welt_decoder(max_word_len)]
+pub struct Words;
+
+fn main() {}
