@@ -55,30 +55,20 @@ impl Rng {
 
 trait Elem: DeviceLogit + Copy + PartialEq + std::fmt::Debug {
     fn from_f32(x: f32) -> Self;
-    fn to_f32(self) -> f32;
 }
 impl Elem for f32 {
     fn from_f32(x: f32) -> Self {
         x
-    }
-    fn to_f32(self) -> f32 {
-        self
     }
 }
 impl Elem for f16 {
     fn from_f32(x: f32) -> Self {
         f16::from_f32(x)
     }
-    fn to_f32(self) -> f32 {
-        self.to_f32()
-    }
 }
 impl Elem for bf16 {
     fn from_f32(x: f32) -> Self {
         bf16::from_f32(x)
-    }
-    fn to_f32(self) -> f32 {
-        self.to_f32()
     }
 }
 
@@ -199,12 +189,14 @@ fn check<E: Elem>(dec: &CudaDecoder, t: &Tables<'static>, batch: usize, rng: &mu
     Ok(())
 }
 
+/// Checks `advance` alone and sampling; returns (rows where the device drew the CPU sampler's
+/// token, rows sampled).
 fn check_advance_and_sampling(
     dec: &CudaDecoder,
     t: &Tables<'static>,
     batch: usize,
     rng: &mut Rng,
-) -> Result<()> {
+) -> Result<(usize, usize)> {
     let v = t.vocab_size();
     let stream = dec.stream();
     // advance alone, with random allowed tokens
@@ -230,8 +222,15 @@ fn check_advance_and_sampling(
             return Err("advance: device state or next tokens differ from the CPU's".into());
         }
     }
-    // sampling reproduces with a seed, and only allowed tokens come out
+    // Sampling: reproducible with a seed, only allowed tokens, and the same draws as the CPU
+    // sampler (which runs the kernel's algorithm; see welt_runtime::Sampler).
     let sampling = Sampling {
+        temperature: 0.8,
+        top_k: 40,
+        top_p: 0.9,
+        seed: 1234,
+    };
+    let sampler = welt_runtime::Sampler {
         temperature: 0.8,
         top_k: 40,
         top_p: 0.9,
@@ -241,7 +240,10 @@ fn check_advance_and_sampling(
     let dev = stream.clone_htod(&host)?;
     let mut a = DeviceBatch::new(dec, batch)?;
     let mut b = DeviceBatch::new(dec, batch)?;
-    for _ in 0..4 {
+    let mut cpu = WordBatch::new(*t, batch)?;
+    let (mut agree, mut total) = (0usize, 0usize);
+    for draw in 0..4u32 {
+        let was_finished = cpu.finished().to_vec();
         a.step(&dev, v, &sampling)?;
         b.step(&dev, v, &sampling)?;
         a.check_error()?;
@@ -250,20 +252,23 @@ fn check_advance_and_sampling(
         if sa != sb {
             return Err("sampling with the same seed and history gave different tokens".into());
         }
-    }
-    let mut check = WordBatch::new(*t, batch)?;
-    let first = {
-        let mut c = DeviceBatch::new(dec, batch)?;
-        c.step(&dev, v, &sampling)?;
-        c.download()?.next_tokens
-    };
-    for (r, &tok) in first.iter().enumerate() {
-        if !check.mask(r)?.allows(tok) {
-            return Err(format!("sampling chose forbidden token {tok} in row {r}").into());
+        let mut masked = host.clone();
+        cpu.apply_mask(&mut masked)?;
+        for r in 0..batch {
+            if was_finished[r] {
+                continue;
+            }
+            let tok = sa.next_tokens[r];
+            if !cpu.mask(r)?.allows(tok) {
+                return Err(format!("sampling chose forbidden token {tok} in row {r}").into());
+            }
+            total += 1;
+            agree += usize::from(sampler.choose(&masked[r * v..(r + 1) * v], r as u32, draw) == Some(tok));
         }
+        let mut tokens = sa.next_tokens.clone();
+        cpu.advance(&mut tokens)?;
     }
-    check.reset();
-    Ok(())
+    Ok((agree, total))
 }
 
 /// Median of `reps` timings (µs) of `f`, measured with CUDA events around each call.
@@ -351,6 +356,7 @@ pub fn run(opts: &Options) -> Result<()> {
     let t0 = Instant::now();
     let subjects = subjects(opts.quick)?;
     let batches: &[usize] = if opts.quick { &[1, 32] } else { &[1, 3, 32, 1024] };
+    let (mut agree, mut sampled) = (0usize, 0usize);
     for s in &subjects {
         let dec = CudaDecoder::from_parts(s.tables, &s.source, None, 0)?;
         let mut rng = Rng(0x5EED ^ s.tables.vocab_size() as u64);
@@ -358,13 +364,29 @@ pub fn run(opts: &Options) -> Result<()> {
             check::<f32>(&dec, &s.tables, b, &mut rng).map_err(|e| format!("{} B={b} f32: {e}", s.name))?;
             check::<f16>(&dec, &s.tables, b, &mut rng).map_err(|e| format!("{} B={b} f16: {e}", s.name))?;
             check::<bf16>(&dec, &s.tables, b, &mut rng).map_err(|e| format!("{} B={b} bf16: {e}", s.name))?;
-            check_advance_and_sampling(&dec, &s.tables, b, &mut rng)
+            let (a, n) = check_advance_and_sampling(&dec, &s.tables, b, &mut rng)
                 .map_err(|e| format!("{} B={b} advance/sampling: {e}", s.name))?;
+            agree += a;
+            sampled += n;
             println!(
                 "ok  {:<9} B={b:<5} f32 f16 bf16: mask, advance, fused greedy step, seeded sampling",
                 s.name
             );
         }
+    }
+    // Sums in another order and a fast exp on the device: a draw that lands within rounding of
+    // a boundary may pick the neighbour. More than 1% disagreement is a bug, not rounding.
+    let agreement = agree as f64 / sampled.max(1) as f64;
+    println!(
+        "sampling: the device drew the CPU sampler's token in {agree} of {sampled} rows ({:.2} %)",
+        100.0 * agreement
+    );
+    if agreement < 0.99 {
+        return Err(format!(
+            "device sampling agrees with the CPU sampler in only {:.2} % of rows",
+            100.0 * agreement
+        )
+        .into());
     }
     let reps = if opts.quick { 20 } else { 500 };
     let utf8 = CudaDecoder::from_parts(subjects[0].tables, &subjects[0].source, None, 0)?;
@@ -398,7 +420,12 @@ pub fn run(opts: &Options) -> Result<()> {
             r["mask_vs_copy_time"].as_f64().unwrap_or(f64::NAN)
         );
     }
-    let out = json!({ "passed": true, "seconds": t0.elapsed().as_secs_f64(), "timings": rows });
+    let out = json!({
+        "passed": true,
+        "seconds": t0.elapsed().as_secs_f64(),
+        "sampling_agreement": agreement,
+        "timings": rows,
+    });
     let path = opts
         .json
         .clone()

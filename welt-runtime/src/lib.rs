@@ -43,12 +43,14 @@ mod batch;
 pub mod cuda;
 mod error;
 mod logit;
+mod sampling;
 mod sequence;
 mod tables;
 
 pub use batch::WordBatch;
 pub use error::{Error, ErrorKind};
 pub use logit::Logit;
+pub use sampling::{philox4x32_10, philox_uniform, Sampler};
 pub use sequence::Sequence;
 pub use tables::{Mask, Tables, Walk, DEAD};
 /// Generates a decoder's tables at compile time; see the `welt-macros` crate.
