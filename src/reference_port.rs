@@ -521,8 +521,8 @@ mod tests {
             assert_eq!(a, b);
             assert_eq!(welt.finished(), port.finished());
             assert_eq!(welt.stopped(), port.stopped());
-            for r in 0..4 {
-                pos[r] += 1;
+            for (r, p) in pos.iter_mut().enumerate() {
+                *p += 1;
                 if port.finished()[r] {
                     welt.reset_row(r).unwrap();
                     port.reset_row(r).unwrap();
