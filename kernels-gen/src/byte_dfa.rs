@@ -15,6 +15,9 @@
 //! byte: the partial bytes are kept only while they are a prefix of the encoding of some
 //! non-word character, so a state never remembers more than it needs. The automaton is then
 //! minimized; byte classes are the columns of its table that are equal.
+//!
+//! A vocabulary may also forbid characters ([`crate::Vocabulary::forbid_chars`]): the byte
+//! completing one of them is not allowed, in any phase.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -71,19 +74,27 @@ fn rule(phase: Phase, class: CharClass) -> (Phase, bool) {
 impl ByteDfa {
     /// Builds and minimizes the byte automaton for `rule`.
     pub fn build(word_rule: &WordRule) -> ByteDfa {
-        // Proper prefixes of the encodings of every multi-byte non-word character.
+        ByteDfa::build_forbidding(word_rule, &BTreeSet::new())
+    }
+
+    /// Builds and minimizes the byte automaton for `rule`, where the characters of `forbidden`
+    /// are never allowed.
+    pub fn build_forbidding(word_rule: &WordRule, forbidden: &BTreeSet<char>) -> ByteDfa {
+        // Proper prefixes of the encodings of every multi-byte non-word or forbidden character.
         let mut prefixes: BTreeSet<Vec<u8>> = BTreeSet::new();
         let mut buf = [0u8; 4];
-        for c in word_rule.special_chars() {
+        // With forbidden characters, characters are followed after the word can no longer
+        // complete too.
+        let track_never = !forbidden.is_empty();
+        for c in word_rule.special_chars().chain(forbidden.iter().copied()) {
             let enc = c.encode_utf8(&mut buf).as_bytes();
             for n in 1..enc.len() {
                 prefixes.insert(enc[..n].to_vec());
             }
         }
-        let classify = |bytes: &[u8]| -> CharClass {
+        let char_of = |bytes: &[u8]| -> char {
             let s = std::str::from_utf8(bytes).expect("validator completed a valid character");
-            let c = s.chars().next().expect("one character");
-            word_rule.classify(c)
+            s.chars().next().expect("one character")
         };
         let step = |k: &Key, b: u8| -> Option<(Key, bool)> {
             let full = k.partial.as_ref().map(|p| {
@@ -94,9 +105,13 @@ impl ByteDfa {
             match k.pos.step(b) {
                 Utf8Step::Invalid => None,
                 Utf8Step::Complete => {
-                    let class = full.map_or(CharClass::WORD, |f| classify(&f));
+                    let c = full.map(|f| char_of(&f));
+                    if c.is_some_and(|c| forbidden.contains(&c)) {
+                        return None;
+                    }
+                    let class = c.map_or(CharClass::WORD, |c| word_rule.classify(c));
                     let (phase, stop) = rule(k.phase, class);
-                    Some((Key::boundary(phase), stop))
+                    Some((Key::boundary(phase, track_never), stop))
                 }
                 Utf8Step::Partial(pos) => {
                     let partial = full.filter(|f| prefixes.contains(f));
@@ -115,7 +130,7 @@ impl ByteDfa {
         // Breadth-first construction; index 0 is the dead state.
         let mut index: HashMap<Key, u32> = HashMap::new();
         let mut keys: Vec<Option<Key>> = vec![None];
-        let start = Key::boundary(Phase::Empty);
+        let start = Key::boundary(Phase::Empty, track_never);
         index.insert(start.clone(), 1);
         keys.push(Some(start));
         let mut next = vec![0u32; 256];
@@ -154,20 +169,21 @@ impl ByteDfa {
         let states_before_minimization = raw.len();
         let mealy = raw.minimize();
 
-        // A state is at a boundary iff every byte of 00..7F is allowed from it (ASCII can only
-        // start a character); the table validation checks this agrees with the construction.
+        // A state is at a boundary iff a byte of 00..7F is allowed from it (ASCII can only start
+        // a character, and not all of it is forbidden); the table validation checks this agrees
+        // with the construction.
         let boundary = (0..mealy.len())
-            .map(|s| s != 0 && (0..0x80).all(|b| mealy.next[s * 256 + b] != 0))
+            .map(|s| s != 0 && (0..0x80).any(|b| mealy.next[s * 256 + b] != 0))
             .collect();
 
         let mut byte_class = [0u8; 256];
         let mut seen: HashMap<Vec<(u32, bool)>, u8> = HashMap::new();
-        for b in 0..256 {
+        for (b, class) in byte_class.iter_mut().enumerate() {
             let col: Vec<(u32, bool)> = (0..mealy.len())
                 .map(|s| (mealy.next[s * 256 + b], mealy.stop[s * 256 + b]))
                 .collect();
             let fresh = seen.len() as u8;
-            byte_class[b] = *seen.entry(col).or_insert(fresh);
+            *class = *seen.entry(col).or_insert(fresh);
         }
         ByteDfa {
             boundary,
@@ -195,8 +211,8 @@ impl ByteDfa {
 }
 
 impl Key {
-    fn boundary(phase: Phase) -> Key {
-        let partial = if phase == Phase::Never {
+    fn boundary(phase: Phase, track_never: bool) -> Key {
+        let partial = if phase == Phase::Never && !track_never {
             None
         } else {
             Some(Vec::new())

@@ -121,6 +121,22 @@ impl Tables {
                 "the vocabulary has {c} token classes; the class layout holds at most {MAX_CLASSES}"
             )));
         }
+        // A word completed into a state where no token can follow (possible only where no EOS
+        // is allowed there) would need a live state with an empty mask, which tables cannot
+        // hold: say so instead of failing validation.
+        if let Some(i) = (0..n * c).find(|&i| token.classes.next[i] == 0 && token.classes.stop[i]) {
+            let class = (i % c) as u32;
+            let id = token.class_of.iter().position(|&k| k == class).unwrap_or(0);
+            return Err(Error::new(format!(
+                "token {id} completes a word after which no token is allowed, and there is no EOS to \
+                 generate there; name an EOS token"
+            )));
+        }
+        if (0..c).all(|k| token.classes.next[token.classes.start as usize * c + k] == 0) {
+            return Err(Error::new(
+                "no token of the vocabulary can begin a word (none is valid UTF-8 there, and there is no EOS)",
+            ));
+        }
         let w = v.div_ceil(64);
         let entries: Vec<u16> = (0..n * c)
             .map(|i| token.classes.next[i] as u16 | if token.classes.stop[i] { STOP_BIT } else { 0 })
@@ -189,7 +205,7 @@ impl Tables {
         let (v, n, c) = (self.vocab_size, self.states, self.classes);
         let w = v.div_ceil(64);
         let bad = |m: String| Err(Error::new(format!("invalid tables: {m}")));
-        if n < 2 || n > MAX_STATES {
+        if !(2..=MAX_STATES).contains(&n) {
             return bad(format!("{n} states"));
         }
         if self.entries.len() != n * c

@@ -151,11 +151,10 @@ impl<'t> WordBatch<'t> {
         }
         let v = self.tables.vocab_size() as u32;
         // Check every row first so that an error leaves the batch as it was.
-        for row in 0..b {
+        for (row, &token) in tokens.iter().enumerate() {
             if self.finished[row] {
                 continue;
             }
-            let token = tokens[row];
             if token >= v {
                 return Err(Error::new(ErrorKind::TokenOutOfRange {
                     token,
@@ -172,12 +171,12 @@ impl<'t> WordBatch<'t> {
             }
         }
         let pad = self.tables.pad();
-        for row in 0..b {
+        for (row, token) in tokens.iter_mut().enumerate() {
             if self.finished[row] {
-                tokens[row] = pad;
+                *token = pad;
                 continue;
             }
-            let (next, stop) = split(self.tables.entry(self.state[row], tokens[row]));
+            let (next, stop) = split(self.tables.entry(self.state[row], *token));
             self.state[row] = next;
             self.len[row] += 1;
             if stop {
