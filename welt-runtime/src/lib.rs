@@ -42,6 +42,8 @@ mod batch;
 #[allow(unsafe_code)]
 pub mod cuda;
 mod error;
+#[cfg(feature = "candle")]
+pub mod generate;
 mod logit;
 mod sampling;
 mod sequence;
@@ -49,6 +51,8 @@ mod tables;
 
 pub use batch::WordBatch;
 pub use error::{Error, ErrorKind};
+#[cfg(feature = "candle")]
+pub use generate::{Constraint, GenerateError, GenerationStats, MaskOp, Word, WordGenerator, WordModel};
 pub use logit::Logit;
 pub use sampling::{philox4x32_10, philox_uniform, Sampler};
 pub use sequence::Sequence;
