@@ -51,7 +51,7 @@ pub fn generate(spec: &DecoderSpec) -> Result<Tables, Error> {
     if spec.max_word_len == 0 {
         return Err(Error::new("the maximum word length must be at least 1"));
     }
-    let byte = byte_dfa::ByteDfa::build(&spec.rule);
+    let byte = byte_dfa::ByteDfa::build_forbidding(&spec.rule, spec.vocab.forbidden_chars());
     let token = lift::lift(&byte, &spec.vocab);
     Tables::new(spec, &byte, &token)
 }

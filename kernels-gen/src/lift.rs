@@ -4,10 +4,12 @@
 //! token is allowed iff the walk never leaves valid UTF-8 (a token may end inside a
 //! character) and the word is not completed before the token's last byte; its entry is the
 //! state reached and the stop flag of the last byte, or'ed with "this token always ends the
-//! word" (EOS and named stop tokens). A special EOS token with no bytes is allowed exactly at
-//! character boundaries and keeps the state; other special tokens and empty tokens are never
-//! allowed. Only states reachable at token boundaries are kept, and the result is minimized
-//! again over tokens (a vocabulary can make byte states indistinguishable). To keep that
+//! word" (EOS and named stop tokens). A special token that ends the word (EOS, or one named as
+//! a stop token) has no bytes: it is allowed exactly at character boundaries and keeps the
+//! state; other special tokens and empty tokens are never allowed. A token that leads only to
+//! dead ends (a character that no token can finish) is not allowed either. Only states
+//! reachable at token boundaries are kept, and the result is minimized again over tokens (a
+//! vocabulary can make byte states indistinguishable). To keep that
 //! cheap for large vocabularies it runs over token classes — tokens whose columns are equal
 //! in every state — which are typically far fewer than tokens.
 
@@ -59,7 +61,8 @@ fn walks<'a>(tokens: &'a [Token], vocab: &Vocabulary, first: bool) -> Vec<Walk<'
             // An empty token makes no progress, except as a first token: it then moves the word
             // past its first position (a SentencePiece "▁" whose space the decoder drops).
             Token::Bytes(b) if !b.is_empty() || first => Walk::Bytes(b),
-            Token::Special(_) if vocab.eos() == Some(id as u32) => Walk::SpecialEos,
+            // EOS, or a special token named as a stop token (e.g. `<|eot_id|>`): it ends the word.
+            Token::Special(_) if vocab.is_stop_token(id as u32) => Walk::SpecialEos,
             _ => Walk::Never,
         })
         .collect()
@@ -118,6 +121,32 @@ pub fn lift(dfa: &ByteDfa, vocab: &Vocabulary) -> TokenDfa {
         }
     }
     let n = states.len();
+
+    // Dead ends: a state from which no token is allowed (a character that no token of the
+    // vocabulary can finish, say) would leave a row with an empty mask. A token leading only
+    // to dead ends is not allowed either, and so on: keep the largest set of states that each
+    // allow a token into the set (where EOS exists, every boundary state is in it), and send
+    // every other transition to the dead state. A stop flag into a dead end is kept so that
+    // `Tables::new` can report it (the word completed, but no token could follow).
+    let mut live = vec![true; n];
+    live[0] = false;
+    loop {
+        let mut changed = false;
+        for s in 1..n {
+            if live[s] && !rows[s * v..(s + 1) * v].iter().any(|&(t, _)| live[t as usize]) {
+                live[s] = false;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    for row in rows.iter_mut() {
+        if !live[row.0 as usize] {
+            row.0 = 0;
+        }
+    }
 
     // Token classes: equal columns.
     let mut class_of = vec![0u32; v];

@@ -14,7 +14,8 @@ pub enum Token {
     /// A token that decodes to these bytes (possibly a fragment of a character).
     Bytes(Vec<u8>),
     /// A special token with no text of its own (BOS, PAD, `<extra_id_0>`, ...). It is never
-    /// allowed, unless it is the vocabulary's EOS, which is allowed at every character boundary.
+    /// allowed, unless it is the vocabulary's EOS or a named stop token
+    /// ([`Vocabulary::add_stop_token`]): those are allowed at every character boundary.
     Special(String),
 }
 
@@ -28,6 +29,8 @@ pub struct Vocabulary {
     eos: Option<u32>,
     pad: u32,
     extra_stops: BTreeSet<u32>,
+    /// Characters the word may never contain (see [`Vocabulary::forbid_chars`]).
+    forbidden: BTreeSet<char>,
     label: String,
 }
 
@@ -43,6 +46,7 @@ impl Vocabulary {
             eos: Some(0x03),
             pad: 0x00,
             extra_stops: BTreeSet::new(),
+            forbidden: BTreeSet::new(),
             label: "utf8-bytes (UTF8Tokenizer: 256 byte tokens, PAD=0x00, BOS=0x02, EOS=0x03)".to_string(),
         }
     }
@@ -77,6 +81,7 @@ impl Vocabulary {
             eos,
             pad,
             extra_stops: BTreeSet::new(),
+            forbidden: BTreeSet::new(),
             label: label.into(),
         })
     }
@@ -98,6 +103,8 @@ impl Vocabulary {
     }
 
     /// Makes `id` end the word like EOS does (its stop flag is always set), without making it EOS.
+    /// A special token named so is allowed where EOS is (at every character boundary); a token
+    /// with bytes stays allowed where its bytes are.
     pub fn add_stop_token(&mut self, id: u32) -> Result<(), Error> {
         if id as usize >= self.tokens.len() {
             return Err(Error::new(format!(
@@ -107,6 +114,19 @@ impl Vocabulary {
         }
         self.extra_stops.insert(id);
         Ok(())
+    }
+
+    /// Forbids characters: no token sequence whose bytes contain one of them is allowed. A
+    /// tokenizer loader uses it for characters that byte tokens could spell but the decoder
+    /// would print differently (byte fallback followed by a rewrite of that character), so that
+    /// the bytes the automaton walks are always the decoded text.
+    pub fn forbid_chars(&mut self, chars: impl IntoIterator<Item = char>) {
+        self.forbidden.extend(chars);
+    }
+
+    /// The forbidden characters, in code point order.
+    pub fn forbidden_chars(&self) -> &BTreeSet<char> {
+        &self.forbidden
     }
 
     /// The tokens, indexed by id.

@@ -16,10 +16,20 @@
 //!
 //! The bytes of the first token of a word may differ from its bytes elsewhere; the generator
 //! keeps both ([`Vocabulary::set_first_tokens`]). Special added tokens are never generated,
-//! except EOS (found in the file by its usual names, or named by the caller), which ends the
-//! word and is allowed wherever a new character could start. Decoders that need to see the
-//! end of the word (`Strip` of trailing characters, the BPE suffix decoder) and models that
-//! cannot express arbitrary bytes (WordPiece, WordLevel) are errors naming what is unsupported.
+//! except EOS (found in the file by its usual names, or named by the caller) and named stop
+//! tokens, which end the word and are allowed wherever a new character could start. Decoders
+//! that need to see the end of the word (`Strip` of trailing characters, the BPE suffix
+//! decoder) and models that cannot express arbitrary bytes (WordPiece, WordLevel) are errors
+//! naming what is unsupported.
+//!
+//! One step is not per token: `ByteFallback` joins a run of byte tokens into one piece before
+//! the steps after it see it, so a `Replace` or `Metaspace` after it also rewrites a character
+//! spelled by byte tokens (`<0xE2><0x96><0x81>` is `▁`, which `Metaspace` turns into a space,
+//! or drops at the start of the word). Such a character is forbidden
+//! ([`Vocabulary::forbid_chars`]): the automaton never lets byte tokens spell it, so the
+//! bytes it walks are always the bytes the decoder prints. Rewrites there that cannot be
+//! handled so (a multi-character `Replace`, a `Strip` of leading characters before `Fuse`)
+//! are errors.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -71,7 +81,7 @@ pub fn load_file(path: &Path, opts: &TokenizerOptions) -> Result<Vocabulary, Err
 /// Builds the vocabulary of a `tokenizer.json` given as text; `label` names it in generated
 /// file headers.
 pub fn load_str(label: &str, json: &str, opts: &TokenizerOptions) -> Result<Vocabulary, Error> {
-    let (rest, first, tk, model, plan) = read(json).map_err(|e| e.about(Subject::Tokenizer))?;
+    let (mut rest, mut first, tk, model, plan) = read(json).map_err(|e| e.about(Subject::Tokenizer))?;
     let id_of = |what: &str, name: &str, subject: Subject| -> Result<u32, Error> {
         tk.token_to_id(name).ok_or_else(|| {
             Error::new(format!("unknown {what} token `{name}`: not in the vocabulary")).about(subject)
@@ -89,9 +99,17 @@ pub fn load_str(label: &str, json: &str, opts: &TokenizerOptions) -> Result<Voca
             .or(eos)
             .unwrap_or(0),
     };
+    // EOS ends the word and is allowed at every character boundary, as a special token is: its
+    // own text is not part of the word even where the file does not mark it special.
+    if let Some(e) = eos {
+        let content = tk.id_to_token(e).unwrap_or_default();
+        rest[e as usize] = Token::Special(content.clone());
+        first[e as usize] = Token::Special(content);
+    }
     let label = format!("{label} ({model}, decoder: {})", plan.describe());
     let mut vocab = Vocabulary::new(label, rest, eos, pad)?;
     vocab.set_first_tokens(first)?;
+    vocab.forbid_chars(plan.forbidden.iter().copied());
     for (i, name) in opts.stop_tokens.iter().enumerate() {
         vocab.add_stop_token(id_of("stop", name, Subject::StopToken(i))?)?;
     }
@@ -135,8 +153,13 @@ fn read(json: &str) -> Result<Read, Error> {
                 first.push(Token::Special(a.content.clone()));
             }
             (_, Some(text)) => {
-                rest.push(Token::Bytes(plan.bytes(&text, false)));
-                first.push(Token::Bytes(plan.bytes(&text, true)));
+                // Elsewhere than first a token is never cut short (only first tokens are).
+                rest.push(Token::Bytes(plan.bytes(&text, false).unwrap_or_default()));
+                // A first token the automaton cannot model is never allowed there.
+                first.push(match plan.bytes(&text, true) {
+                    Some(b) => Token::Bytes(b),
+                    None => Token::Special(format!("{text} (as a word's first token)")),
+                });
             }
             (_, None) => {
                 rest.push(Token::Special(format!("<unused id {id}>")));
@@ -179,6 +202,13 @@ enum Step {
 struct Plan {
     steps: Vec<Step>,
     names: Vec<String>,
+    /// A `ByteFallback` step came before, with no `Fuse` or `ByteLevel` since: later steps see
+    /// runs of byte tokens joined into one piece.
+    byte_runs: bool,
+    /// A `ByteFallback` or `ByteLevel` step came before: a token may be part of a character.
+    splits_chars: bool,
+    /// Characters that byte tokens must not spell (a later step would rewrite them).
+    forbidden: Vec<char>,
 }
 
 impl Plan {
@@ -186,6 +216,9 @@ impl Plan {
         let mut plan = Plan {
             steps: Vec::new(),
             names: Vec::new(),
+            byte_runs: false,
+            splits_chars: false,
+            forbidden: Vec::new(),
         };
         if decoder.is_null() {
             plan.steps.push(Step::JoinWithSpaces);
@@ -219,14 +252,31 @@ impl Plan {
                 }
                 return Ok(());
             }
+            "ByteLevel" | "ByteFallback" if *fused => {
+                return Err(Error::new(format!(
+                "unsupported decoder: {ty} after Fuse or ByteLevel (it would act on the whole word at once)"
+            )))
+            }
+            "ByteLevel" if self.byte_runs => {
+                return Err(Error::new(
+                    "unsupported decoder: ByteLevel after ByteFallback (it would reread runs of byte tokens)",
+                ))
+            }
             "ByteLevel" => {
+                self.splits_chars = true;
                 self.steps.push(Step::ByteLevel);
                 *fused = true;
+                self.byte_runs = false;
             }
-            "ByteFallback" => self.steps.push(Step::ByteFallback),
+            "ByteFallback" => {
+                self.steps.push(Step::ByteFallback);
+                self.byte_runs = true;
+                self.splits_chars = true;
+            }
             "Fuse" => {
                 self.steps.push(Step::Fuse);
                 *fused = true;
+                self.byte_runs = false;
             }
             "Replace" => {
                 let pattern = d.get("pattern");
@@ -246,6 +296,20 @@ impl Plan {
                         "unsupported decoder: Replace of a multi-character pattern after Fuse (it could span tokens)",
                     ));
                 }
+                if self.byte_runs || *fused {
+                    let mut chars = from.chars();
+                    match (chars.next(), chars.next()) {
+                        // One byte: replacing it in each token is replacing it in the run or
+                        // the word. A longer character may be split across tokens: forbid
+                        // that (whole in one token, it is replaced in that token's bytes).
+                        (Some(c), None) if c.is_ascii() => {}
+                        (Some(c), None) => self.forbidden.push(c),
+                        _ => return Err(Error::new(
+                            "unsupported decoder: Replace of a multi-character pattern after ByteFallback \
+                                 (it could span byte tokens)",
+                        )),
+                    }
+                }
                 let to = str_field("content").unwrap_or("").to_string();
                 self.steps.push(Step::Replace {
                     from: from.into_bytes(),
@@ -261,9 +325,20 @@ impl Plan {
                         "unsupported decoder: Strip of trailing characters (it depends on the end of the word)",
                     ));
                 }
+                if self.byte_runs && start > 0 {
+                    return Err(Error::new(
+                        "unsupported decoder: Strip of leading characters after ByteFallback and before Fuse \
+                         (it strips runs of byte tokens, not each token)",
+                    ));
+                }
                 if *fused && start > 1 {
                     return Err(Error::new(
                         "unsupported decoder: Strip of more than one leading character after Fuse",
+                    ));
+                }
+                if *fused && start > 0 && self.splits_chars && !content.is_ascii() {
+                    return Err(Error::new(
+                        "unsupported decoder: Strip of a multi-byte character after Fuse (tokens may split it)",
                     ));
                 }
                 self.steps.push(Step::Strip { content, start });
@@ -273,6 +348,10 @@ impl Plan {
                     return Err(Error::new("unsupported decoder: Metaspace after Fuse"));
                 }
                 let replacement = char_field("replacement")?;
+                if self.byte_runs {
+                    // Byte tokens spelling it would become a space, or nothing in the first run.
+                    self.forbidden.push(replacement);
+                }
                 let scheme = match (
                     str_field("prepend_scheme"),
                     d.get("add_prefix_space").and_then(Value::as_bool),
@@ -286,10 +365,12 @@ impl Plan {
                     drop_first: scheme != "never",
                 });
             }
-            other => return Err(Error::new(format!(
+            other => {
+                return Err(Error::new(format!(
                 "unsupported decoder {other} (supported: ByteLevel, ByteFallback, Metaspace, Replace, Fuse, \
                      Strip, Sequence, or none)"
-            ))),
+            )))
+            }
         }
         self.names.push(ty.to_string());
         Ok(())
@@ -299,10 +380,15 @@ impl Plan {
         self.names.join(" + ")
     }
 
-    /// The bytes `token` contributes to a word, as the first token or elsewhere.
-    fn bytes(&self, token: &str, first: bool) -> Vec<u8> {
+    /// The bytes `token` contributes to a word, as the first token or elsewhere. `None` for a
+    /// first token that is empty where a `Strip` after `Fuse` would strip the word's start: the
+    /// strip would then fall on the next token, which the automaton does not model.
+    fn bytes(&self, token: &str, first: bool) -> Option<Vec<u8>> {
         let mut bytes = token.as_bytes().to_vec();
         let mut fused = false;
+        // A byte token: the run it belongs to is one piece for later steps; characters they
+        // would rewrite in it are forbidden instead (see the module doc).
+        let mut byte_token = false;
         for step in &self.steps {
             match step {
                 Step::ByteLevel => {
@@ -315,12 +401,16 @@ impl Plan {
                     if !fused {
                         if let Some(b) = byte_fallback(&bytes) {
                             bytes = vec![b];
+                            byte_token = true;
                         }
                     }
                 }
                 Step::Replace { from, to } => bytes = replace_all(&bytes, from, to),
                 Step::Fuse => fused = true,
                 Step::Strip { content, start } => {
+                    if fused && first && *start > 0 && bytes.is_empty() {
+                        return None;
+                    }
                     // Before Fuse every token is a piece; after it only the word's start is.
                     if !fused || first {
                         let mut buf = [0u8; 4];
@@ -339,7 +429,9 @@ impl Plan {
                     let mut buf = [0u8; 4];
                     let r = replacement.encode_utf8(&mut buf).as_bytes();
                     let to: &[u8] = if first && *drop_first { b"" } else { b" " };
-                    bytes = replace_all(&bytes, r, to);
+                    if !byte_token {
+                        bytes = replace_all(&bytes, r, to);
+                    }
                 }
                 Step::JoinWithSpaces => {
                     if !first {
@@ -348,7 +440,7 @@ impl Plan {
                 }
             }
         }
-        bytes
+        Some(bytes)
     }
 }
 
@@ -432,10 +524,10 @@ mod tests {
         )
         .unwrap();
         let p = Plan::from_json(&d).unwrap();
-        assert_eq!(p.bytes("▁hello", false), b" hello");
-        assert_eq!(p.bytes("▁hello", true), b"hello");
-        assert_eq!(p.bytes("<0xE4>", true), b"\xe4");
-        assert_eq!(p.bytes("▁", true), b"");
+        assert_eq!(p.bytes("▁hello", false).unwrap(), b" hello");
+        assert_eq!(p.bytes("▁hello", true).unwrap(), b"hello");
+        assert_eq!(p.bytes("<0xE4>", true).unwrap(), b"\xe4");
+        assert_eq!(p.bytes("▁", true).unwrap(), b"");
     }
 
     #[test]
@@ -445,8 +537,8 @@ mod tests {
         )
         .unwrap();
         let p = Plan::from_json(&d).unwrap();
-        assert_eq!(p.bytes("▁a▁b", true), b"ab");
-        assert_eq!(p.bytes("▁a▁b", false), b" a b");
+        assert_eq!(p.bytes("▁a▁b", true).unwrap(), b"ab");
+        assert_eq!(p.bytes("▁a▁b", false).unwrap(), b" a b");
     }
 
     #[test]
