@@ -40,16 +40,18 @@ pub trait WordModel {
 /// [`WordBatch`] is welt's; the benchmark plugs in the reference algorithm and "no constraint"
 /// through the same loop.
 pub trait Constraint {
+    /// What its methods fail with.
+    type Error: Into<GenerateError>;
     /// Number of rows.
     fn batch_size(&self) -> usize;
     /// Starts new, empty words in every row.
     fn reset(&mut self);
     /// Starts every row as a continuation of `prefix`.
-    fn set_prefix(&mut self, prefix: &[u32]) -> Result<(), Error>;
+    fn set_prefix(&mut self, prefix: &[u32]) -> Result<(), Self::Error>;
     /// Masks `[B x V]` logits in place (rows contiguous).
-    fn mask_f32(&self, logits: &mut [f32]) -> Result<(), Error>;
+    fn mask_f32(&self, logits: &mut [f32]) -> Result<(), Self::Error>;
     /// Advances every row (PAD for finished rows); returns the rows still running.
-    fn advance(&mut self, tokens: &mut [u32]) -> Result<usize, Error>;
+    fn advance(&mut self, tokens: &mut [u32]) -> Result<usize, Self::Error>;
     /// Per row: the word is complete.
     fn stopped(&self) -> &[bool];
     /// Per row: stopped or at the length limit.
@@ -57,6 +59,7 @@ pub trait Constraint {
 }
 
 impl Constraint for WordBatch<'_> {
+    type Error = Error;
     fn batch_size(&self) -> usize {
         WordBatch::batch_size(self)
     }
@@ -208,6 +211,8 @@ pub enum GenerateError {
     Welt(Error),
     /// The model failed.
     Model(candle_core::Error),
+    /// Another constraint failed (e.g. the benchmark's reference port).
+    Constraint(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl std::fmt::Display for GenerateError {
@@ -215,6 +220,7 @@ impl std::fmt::Display for GenerateError {
         match self {
             GenerateError::Welt(e) => write!(f, "{e}"),
             GenerateError::Model(e) => write!(f, "model: {e}"),
+            GenerateError::Constraint(e) => write!(f, "constraint: {e}"),
         }
     }
 }
@@ -317,7 +323,7 @@ impl<M: WordModel, C: Constraint> WordGenerator<M, C> {
         let b = self.constraint.batch_size();
         let t = Instant::now();
         self.constraint.reset();
-        self.constraint.set_prefix(prefix)?;
+        self.constraint.set_prefix(prefix).map_err(Into::into)?;
         self.stats.constraint += t.elapsed();
         for w in &mut self.words {
             w.tokens.clear();
@@ -340,7 +346,7 @@ impl<M: WordModel, C: Constraint> WordGenerator<M, C> {
             for (r, &f) in self.running_before.iter_mut().zip(self.constraint.finished()) {
                 *r = !f;
             }
-            let running = self.constraint.advance(&mut self.tokens)?;
+            let running = self.constraint.advance(&mut self.tokens).map_err(Into::into)?;
             let t3 = Instant::now();
             self.stats.constraint += (t1 - t0) + (t3 - t2);
             self.stats.choose += t2 - t1;
@@ -411,6 +417,9 @@ impl<C: Constraint> InplaceOp1 for ConstraintMask<'_, C> {
         let (start, end) = layout
             .contiguous_offsets()
             .ok_or_else(|| candle_core::Error::Msg("the logits must be contiguous".into()))?;
-        self.0.mask_f32(&mut v[start..end]).map_err(cerr)
+        self.0.mask_f32(&mut v[start..end]).map_err(|e| match e.into() {
+            GenerateError::Welt(e) => cerr(e),
+            other => candle_core::Error::Msg(other.to_string()),
+        })
     }
 }
