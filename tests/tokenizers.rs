@@ -558,7 +558,7 @@ fn sample_decodable(
             .iter()
             .copied()
             .filter(|&t| matches!(vocab.tokens()[t as usize], Token::Bytes(_)))
-            .filter(|&t| only.map_or(true, |f| f(t)))
+            .filter(|&t| only.is_none_or(|f| f(t)))
             .collect();
         if row.is_empty() {
             break;
