@@ -1,6 +1,6 @@
 //! Compile errors of `#[welt_runtime::welt_decoder(tokenizer = ...)]` for custom tokenizers: a
 //! missing, malformed or unsupported file, and token names (EOS, PAD, stop tokens) or a layout
-//! that do not fit, each reported at the offending argument. The expected messages are the
+//! that do not fit, each reported at the offending argument; and a valid use, built and run. The expected messages are the
 //! `.stderr` files beside the cases; regenerate them with
 //! `TRYBUILD=overwrite cargo test --test ui_tokenizer` and review the diff.
 //!
@@ -42,4 +42,7 @@ fn ui_tokenizer() {
     stage_fixtures();
     let t = trybuild::TestCases::new();
     t.compile_fail("tests/ui_tokenizer/*.rs");
+    // Also a case that builds and runs (and so shares tests/ui.rs's build of the scratch crate's
+    // dependencies, where `cargo check` alone would build them a second time).
+    t.pass("tests/ui_tokenizer/pass/*.rs");
 }
