@@ -13,7 +13,10 @@ pub struct UnigramWords;
 
 fn main() {
     let t = UnigramWords::TABLES;
-    assert_eq!((t.vocab_size(), t.eos(), t.pad(), t.max_word_len()), (1156, Some(1), 0, 8));
+    assert_eq!(
+        (t.vocab_size(), t.eos(), t.pad(), t.max_word_len()),
+        (1156, Some(1), 0, 8)
+    );
     // "a" then "." (<0x61> <0x2E>): the stop token ends the word.
     let mut batch = WordBatch::new(t, 1).unwrap();
     batch.advance(&mut [3 + 0x61]).unwrap();
