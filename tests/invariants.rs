@@ -548,3 +548,38 @@ fn random_corruption_never_panics() {
         "only {rejected} of {tries} corrupted blobs rejected"
     );
 }
+
+/// With token classes, `from_bytes` (const, at compile time) checks every index but leaves the
+/// O(states x V) mask/entry agreement to `validate_masks`: a flipped mask bit gets through the
+/// first and is caught by the second. In the direct layout `from_bytes` catches it itself.
+#[test]
+fn validate_masks_catches_a_flipped_mask_bit_in_the_class_layout() {
+    let mut spec = kernels_gen::DecoderSpec::utf8_bytes();
+    spec.layout = kernels_gen::Layout::Classes;
+    let tables = kernels_gen::generate(&spec).unwrap();
+    let blob = tables.to_blob();
+    let ok = welt_runtime::Tables::from_bytes(&blob).unwrap();
+    assert_eq!(ok.token_classes(), Some(tables.num_token_classes()));
+    ok.validate_masks().unwrap();
+
+    let (v, n, c) = (
+        tables.vocab_size(),
+        tables.num_states(),
+        tables.num_token_classes(),
+    );
+    let masks_at = 64 + 2 * v + 2 * n * c;
+    // State 1 (the start) allows `a` (0x61): clear that bit.
+    let byte = masks_at + 4 * 8 + 0x61 / 8;
+    let mut bad = blob.clone();
+    bad[byte] &= !(1 << (0x61 % 8));
+    let t = welt_runtime::Tables::from_bytes(&bad).expect("indices are all in range");
+    assert!(t.validate_masks().is_err());
+
+    let direct = kernels_gen::generate(&kernels_gen::DecoderSpec::utf8_bytes())
+        .unwrap()
+        .to_blob();
+    let mut bad = direct.clone();
+    let masks_at = 64 + 2 * n * v;
+    bad[masks_at + 4 * 8 + 0x61 / 8] &= !(1 << (0x61 % 8));
+    assert!(welt_runtime::Tables::from_bytes(&bad).is_err());
+}

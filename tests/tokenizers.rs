@@ -738,6 +738,7 @@ fn large_vocabulary(size: usize, expect_direct: bool) {
     let t2 = Instant::now();
     let rt = Tables::from_bytes(&blob).unwrap();
     let t_read = t2.elapsed();
+    rt.validate_masks().unwrap();
     assert_eq!(rt.vocab_size(), size);
     assert_eq!(rt.num_states(), tables.num_states());
     assert_eq!(rt.token_classes().is_none(), expect_direct);
