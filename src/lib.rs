@@ -7,6 +7,7 @@
 pub mod bench;
 #[cfg(feature = "cuda")]
 pub mod gpu_check;
+pub mod model;
 pub mod query;
 pub mod reference_port;
 
