@@ -5,6 +5,8 @@
 #![forbid(unsafe_code)]
 
 pub mod bench;
+pub mod demo;
+pub mod e2e;
 #[cfg(feature = "cuda")]
 pub mod gpu_check;
 pub mod model;

@@ -26,9 +26,17 @@ TOKENIZER OPTIONS:
     --stop-token TOKEN    another token that ends a word (repeatable)
     --max-word-len N      the default word length limit in tokens (default 16)
     --layout L            auto, direct or classes (default auto)
+    welt demo [--prompt TEXT] [--words N] [--batch B] [--model DIR] [--seed S]
+              [--temperature T] [--top-k K] [--top-p P] [--greedy]
+        Generate words for a prompt the way WeLT does, one word at a time with a byte decoder
+        (default: random weights, fixed seed; --model: a local Llama checkpoint), then print
+        where the time went.
     welt bench [--json] [--quick]
         CPU cost per decoding step of mask + advance + stop, beside a Rust port of the
         reference algorithm and the floor (one pass writing every logit).
+    welt bench --e2e [--json] [--quick]
+        Whole word generation with the byte decoder, three ways: welt, the reference port,
+        no constraint; B = 1, 3, 32.
     welt gpu-check [--quick] [--json FILE]
         (feature `cuda`) The GPU against the CPU tables, and kernel timings with CUDA events.
     welt help
@@ -60,6 +68,7 @@ fn run() -> Result<()> {
         "tables" => tables(parser),
         "query" => query(parser),
         "bench" => bench(parser),
+        "demo" => demo(parser),
         "gpu-check" => gpu_check(parser),
         "help" => {
             print!("{USAGE}");
@@ -233,14 +242,48 @@ fn query(mut parser: lexopt::Parser) -> Result<()> {
     write_output(None, out.as_bytes())
 }
 
+fn demo(mut parser: lexopt::Parser) -> Result<()> {
+    let mut o = welt::demo::Options::default();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("prompt") => {
+                // Raw bytes: a prompt that is not UTF-8 gets a clear error, not a lossy guess.
+                use std::os::unix::ffi::OsStringExt;
+                o.prompt = parser.value()?.into_vec();
+            }
+            Long("words") => o.words = parser.value()?.parse()?,
+            Long("batch") => o.batch = parser.value()?.parse()?,
+            Long("model") => o.model = Some(parser.value()?.into()),
+            Long("seed") => {
+                o.seed = parser.value()?.parse()?;
+                o.sampler.seed = o.seed;
+            }
+            Long("temperature") => o.sampler.temperature = parser.value()?.parse()?,
+            Long("top-k") => o.sampler.top_k = parser.value()?.parse()?,
+            Long("top-p") => o.sampler.top_p = parser.value()?.parse()?,
+            Long("greedy") => o.sampler.temperature = 0.0,
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    welt::demo::run(&o)
+}
+
 fn bench(mut parser: lexopt::Parser) -> Result<()> {
     let mut opts = welt::bench::Options::default();
+    let mut e2e = false;
     while let Some(arg) = parser.next()? {
         match arg {
             Long("json") => opts.json = true,
             Long("quick") => opts.quick = true,
+            Long("e2e") => e2e = true,
             _ => return Err(arg.unexpected().into()),
         }
+    }
+    if e2e {
+        return welt::e2e::run(&welt::e2e::Options {
+            json: opts.json,
+            quick: opts.quick,
+        });
     }
     welt::bench::run(&opts)
 }

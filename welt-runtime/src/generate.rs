@@ -36,6 +36,20 @@ pub trait WordModel {
     fn next(&mut self, tokens: &[u32]) -> candle_core::Result<Tensor>;
 }
 
+/// A borrowed model drives generation too (e.g. one model shared by several generators in
+/// turn).
+impl<M: WordModel + ?Sized> WordModel for &mut M {
+    fn vocab_size(&self) -> usize {
+        (**self).vocab_size()
+    }
+    fn start(&mut self, batch: usize, condition: Option<&Tensor>) -> candle_core::Result<Tensor> {
+        (**self).start(batch, condition)
+    }
+    fn next(&mut self, tokens: &[u32]) -> candle_core::Result<Tensor> {
+        (**self).next(tokens)
+    }
+}
+
 /// What constrains the words: masks the logits before a token is chosen, and advances rows.
 /// [`WordBatch`] is welt's; the benchmark plugs in the reference algorithm and "no constraint"
 /// through the same loop.
