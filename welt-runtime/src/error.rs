@@ -38,6 +38,8 @@ pub enum ErrorKind {
     StrideTooSmall { stride: usize, vocab: u32 },
     /// A row index past the batch.
     RowOutOfRange { row: usize, batch: usize },
+    /// A model whose vocabulary is not the decoder's.
+    VocabMismatch { decoder: usize, model: usize },
 }
 
 impl Error {
@@ -91,6 +93,10 @@ impl fmt::Display for Error {
             ErrorKind::RowOutOfRange { row, batch } => {
                 write!(f, "row {row} is past the batch of {batch} rows")
             }
+            ErrorKind::VocabMismatch { decoder, model } => write!(
+                f,
+                "the model has a vocabulary of {model} tokens but the decoder has {decoder}: they must be the same"
+            ),
         }
     }
 }

@@ -283,9 +283,9 @@ impl<M: WordModel, C: Constraint> WordGenerator<M, C> {
         sampler: Sampler,
     ) -> Result<Self, Error> {
         if model.vocab_size() != vocab {
-            return Err(Error::new(ErrorKind::LogitsSize {
-                expected: vocab,
-                got: model.vocab_size(),
+            return Err(Error::new(ErrorKind::VocabMismatch {
+                decoder: vocab,
+                model: model.vocab_size(),
             }));
         }
         let b = constraint.batch_size();

@@ -173,9 +173,9 @@ fn bad_input_is_an_error_and_generates_nothing() {
         .unwrap();
     assert!(matches!(
         e.kind(),
-        ErrorKind::LogitsSize {
-            expected: 256,
-            got: 300
+        ErrorKind::VocabMismatch {
+            decoder: 256,
+            model: 300
         }
     ));
 }
