@@ -66,7 +66,7 @@ pub enum CudaErrorKind {
     Compile,
     /// A CUDA driver call failed.
     Driver,
-    /// Bad input (sizes, token ids): see [`CudaError::input`].
+    /// Bad input (sizes, token ids).
     Input,
     /// A kernel reported a bad token: out of the vocabulary, or forbidden by the mask.
     Kernel,
