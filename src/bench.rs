@@ -759,6 +759,10 @@ pub struct BatchResult {
     /// process had it), when the OS tells (Linux); above a few percent the machine was busy
     /// and every number here is inflated.
     pub cpu_wait_fraction: Option<f64>,
+    /// CPU time other processes used while the blocks ran, in cores (0.5 = half a core on
+    /// average), when the OS tells (Linux). On a 2-core machine anything above a few percent
+    /// shares the core's caches and store bandwidth with the bench.
+    pub other_cpu_fraction: Option<f64>,
 }
 
 impl BatchResult {
@@ -781,6 +785,47 @@ fn cpu_wait_ns() -> Option<u64> {
         .nth(1)?
         .parse()
         .ok()
+}
+
+/// This thread's CPU time in ns: the first field of `/proc/thread-self/schedstat` (Linux).
+fn own_cpu_ns() -> Option<u64> {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// CPU time of every process on every core in ns: the first line of `/proc/stat` (Linux),
+/// all but idle and iowait, in clock ticks taken as 10 ms (`USER_HZ` is 100 on Linux).
+fn all_cpu_ns() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let busy: u64 = ticks
+        .iter()
+        .take(8)
+        .enumerate()
+        .filter(|&(i, _)| i != 3 && i != 4)
+        .map(|(_, t)| t)
+        .sum();
+    Some(busy * 10_000_000)
+}
+
+/// CPU time used by other processes over a period, from two snapshots of
+/// `(all_cpu_ns, own_cpu_ns)`.
+fn others_ns(before: (Option<u64>, Option<u64>), after: (Option<u64>, Option<u64>)) -> Option<u64> {
+    let all = after.0?.checked_sub(before.0?)?;
+    let own = after.1?.checked_sub(before.1?)?;
+    Some(all.saturating_sub(own))
 }
 
 fn median(xs: &mut [f64]) -> f64 {
@@ -814,6 +859,7 @@ pub fn measure(
     }
     let mut times: [Vec<f64>; 3] = Default::default();
     let (mut wall_ns, mut wait_ns) = (0.0, Some(0u64));
+    let (cpu_before, period) = ((all_cpu_ns(), own_cpu_ns()), Instant::now());
     for round in 0..rounds.max(1) {
         for k in 0..loads.len() {
             let w = &mut loads[(round + k) % Mode::ALL.len()];
@@ -839,6 +885,8 @@ pub fn measure(
             times[w.mode() as usize].push(ns / steps as f64);
         }
     }
+    let others = others_ns(cpu_before, (all_cpu_ns(), own_cpu_ns()));
+    let period_ns = period.elapsed().as_nanos() as f64;
     let mut ns_per_step = [0.0; 3];
     let mut min_ns_per_step = [0.0; 3];
     for (i, t) in times.iter_mut().enumerate() {
@@ -852,13 +900,15 @@ pub fn measure(
         min_ns_per_step,
         finishes: expected,
         cpu_wait_fraction: wait_ns.map(|w| w as f64 / wall_ns.max(1.0)),
+        other_cpu_fraction: others.map(|o| o as f64 / period_ns.max(1.0)),
     })
 }
 
 /// Above this share of time spent waiting for a CPU, the table says the machine was busy.
 const BUSY_WAIT: f64 = 0.02;
-/// Above this 1-minute load average (the bench itself counts for up to 1), likewise.
-const BUSY_LOAD: f64 = 1.5;
+/// Above this CPU use by other processes (in cores), likewise: `/proc/stat` counts in 10 ms
+/// ticks, so a few percent is rounding.
+const BUSY_OTHERS: f64 = 0.1;
 
 /// The 1-minute load average (Linux); `None` where it cannot be read.
 fn load_average() -> Option<f64> {
@@ -914,6 +964,7 @@ fn result_json(r: &BatchResult) -> serde_json::Value {
         "stops_per_block": r.finishes.stops,
         "limit_finishes_per_block": r.finishes.limits,
         "cpu_wait_fraction": r.cpu_wait_fraction,
+        "other_cpu_fraction": r.other_cpu_fraction,
     })
 }
 
@@ -1020,18 +1071,23 @@ fn table(corpus: &Corpus, results: &[BatchResult], rounds: usize, row_tokens: us
         .iter()
         .filter_map(|r| r.cpu_wait_fraction)
         .fold(0.0, f64::max);
-    let load = m["load_average_1m"].as_f64().unwrap_or(0.0);
-    let busy = waited > BUSY_WAIT || load > BUSY_LOAD;
+    let others = results
+        .iter()
+        .filter_map(|r| r.other_cpu_fraction)
+        .fold(0.0, f64::max);
+    let busy = waited > BUSY_WAIT || others > BUSY_OTHERS;
     for v in verdicts(results, busy) {
         let _ = writeln!(s, "{v}");
     }
     if busy {
         let _ = writeln!(
             s,
-            "WARNING: the machine was busy (load average {load:.1}; this process waited for a CPU \
-             up to {:.0}% of the timed time).\nOther processes inflate every number, and the floor \
-             most: it is bound by store bandwidth, which a busy sibling thread of the core shares,\n\
-             so ratios to the floor look better than they are. Rerun on an idle machine.",
+            "WARNING: the machine was busy: other processes used up to {:.2} cores while blocks \
+             ran, and this process waited for a CPU up to {:.0}% of the timed time.\nOther \
+             processes inflate every number, and the floor most: it is bound by store bandwidth, \
+             which a busy sibling thread of the core shares,\nso ratios to the floor look better \
+             than they are. Rerun on an idle machine.",
+            others,
             100.0 * waited
         );
     }
