@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bench;
+pub mod bench_large;
 pub mod demo;
 pub mod e2e;
 #[cfg(feature = "cuda")]

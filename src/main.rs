@@ -34,6 +34,9 @@ TOKENIZER OPTIONS:
     welt bench [--json] [--quick]
         CPU cost per decoding step of mask + advance + stop, beside a Rust port of the
         reference algorithm and the floor (one pass writing every logit).
+    welt bench --vocab N [--batch B] [--json] [--quick]
+        Per-token cost for a large vocabulary (a synthetic byte-level BPE of N tokens, B = 32
+        by default): mask against the floor, and the state step against V = 256.
     welt bench --e2e [--json] [--quick]
         Whole word generation with the byte decoder, three ways: welt, the reference port,
         no constraint; B = 1, 3, 32.
@@ -271,11 +274,15 @@ fn demo(mut parser: lexopt::Parser) -> Result<()> {
 fn bench(mut parser: lexopt::Parser) -> Result<()> {
     let mut opts = welt::bench::Options::default();
     let mut e2e = false;
+    let mut vocab: Option<usize> = None;
+    let mut batch = 32;
     while let Some(arg) = parser.next()? {
         match arg {
             Long("json") => opts.json = true,
             Long("quick") => opts.quick = true,
             Long("e2e") => e2e = true,
+            Long("vocab") => vocab = Some(parser.value()?.parse()?),
+            Long("batch") => batch = parser.value()?.parse()?,
             _ => return Err(arg.unexpected().into()),
         }
     }
@@ -284,6 +291,18 @@ fn bench(mut parser: lexopt::Parser) -> Result<()> {
             json: opts.json,
             quick: opts.quick,
         });
+    }
+    if let Some(vocab) = vocab {
+        if vocab < 257 || batch == 0 {
+            return Err("--vocab needs at least 257 tokens and --batch at least 1".into());
+        }
+        let o = welt::bench_large::Options {
+            vocab,
+            batch,
+            json: opts.json,
+            quick: opts.quick,
+        };
+        return welt::bench_large::run(&o);
     }
     welt::bench::run(&opts)
 }

@@ -1,0 +1,213 @@
+//! `welt bench --vocab N`: the per-token CPU cost for a large vocabulary — a synthetic
+//! byte-level BPE of N tokens (default 131072), B = 32 — side by side in one run with the
+//! floor (one pass writing every logit of the batch) and with the default 256-token decoder:
+//!
+//! - the state step must stay O(1): ns per row for `advance` with N tokens against 256;
+//! - the mask must run at least at 70 % of the floor's speed (`floor time / mask time`).
+//!
+//! Token streams are drawn before timing: each row picks uniformly among the tokens its mask
+//! allows, so rows move through every kind of state (word starts, mid-character, after a
+//! complete word), stop and restart as in generation; the timed loop replays them.
+
+use std::error::Error;
+use std::hint::black_box;
+use std::time::Instant;
+
+use serde_json::json;
+use welt_runtime::{Decoder, Tables, Utf8Words, WordBatch};
+
+/// Options of `welt bench --vocab N`.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Vocabulary size of the synthetic byte-level BPE.
+    pub vocab: usize,
+    /// Rows.
+    pub batch: usize,
+    /// JSON output.
+    pub json: bool,
+    /// Fewer steps.
+    pub quick: bool,
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+/// Per step, one token per row, and which rows restart after the step.
+struct Stream {
+    tokens: Vec<u32>,
+    restart: Vec<bool>,
+    steps: usize,
+}
+
+fn draw_stream(t: Tables<'static>, batch: usize, steps: usize, seed: u64) -> Result<Stream, Box<dyn Error>> {
+    let mut rng = Rng(seed);
+    // Allowed tokens per state, drawn from the masks once.
+    let allowed: Vec<Vec<u32>> = (0..t.num_states() as u16)
+        .map(|s| t.mask(s).iter().collect())
+        .collect();
+    let mut b = WordBatch::new(t, batch)?;
+    let mut tokens = Vec::with_capacity(steps * batch);
+    let mut restart = Vec::with_capacity(steps * batch);
+    let mut step_tokens = vec![0u32; batch];
+    for _ in 0..steps {
+        for (row, tok) in step_tokens.iter_mut().enumerate() {
+            let a = &allowed[b.states()[row] as usize];
+            *tok = a[(rng.next() % a.len() as u64) as usize];
+        }
+        tokens.extend_from_slice(&step_tokens);
+        b.advance(&mut step_tokens)?;
+        for row in 0..batch {
+            let done = b.finished()[row];
+            restart.push(done);
+            if done {
+                b.reset_row(row)?;
+            }
+        }
+    }
+    Ok(Stream {
+        tokens,
+        restart,
+        steps,
+    })
+}
+
+/// Median over `rounds` of the ns per step of `f` run over the whole stream.
+fn time_ns(
+    rounds: usize,
+    steps: usize,
+    mut f: impl FnMut() -> Result<(), Box<dyn Error>>,
+) -> Result<f64, Box<dyn Error>> {
+    f()?; // warm-up
+    let mut v = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let t = Instant::now();
+        f()?;
+        v.push(t.elapsed().as_nanos() as f64 / steps as f64);
+    }
+    v.sort_by(f64::total_cmp);
+    Ok(v[v.len() / 2])
+}
+
+struct Measured {
+    mask: f64,
+    advance: f64,
+    floor: f64,
+}
+
+fn measure(t: Tables<'static>, o: &Options, steps: usize, rounds: usize) -> Result<Measured, Box<dyn Error>> {
+    let v = t.vocab_size();
+    let b = o.batch;
+    let stream = draw_stream(t, b, steps, 7)?;
+    let mut logits = vec![0.25f32; b * v];
+    let mut batch = WordBatch::new(t, b)?;
+    let mut tokens = vec![0u32; b];
+    // The replay: states follow the drawn stream, so the mask sees the same mix of states.
+    // Its time alone is (mask + advance) - (advance).
+    let mut replay = |mask: bool, logits: &mut [f32]| -> Result<(), Box<dyn Error>> {
+        batch.reset();
+        for s in 0..stream.steps {
+            if mask {
+                batch.apply_mask(logits)?;
+            }
+            tokens.copy_from_slice(&stream.tokens[s * b..(s + 1) * b]);
+            batch.advance(&mut tokens)?;
+            for row in 0..b {
+                if stream.restart[s * b + row] {
+                    batch.reset_row(row)?;
+                }
+            }
+        }
+        black_box(&logits);
+        Ok(())
+    };
+    let both = time_ns(rounds, steps, || replay(true, &mut logits))?;
+    let advance = time_ns(rounds, steps, || replay(false, &mut logits))?;
+    let floor = time_ns(rounds, steps, || {
+        for _ in 0..steps {
+            black_box(&mut logits[..]).fill(f32::NEG_INFINITY);
+        }
+        Ok(())
+    })?;
+    Ok(Measured {
+        mask: (both - advance).max(0.0),
+        advance,
+        floor,
+    })
+}
+
+/// Runs the benchmark.
+pub fn run(o: &Options) -> Result<(), Box<dyn Error>> {
+    let json_text = kernels_gen::synthetic::byte_level_bpe_json(o.vocab, 1);
+    let vocab = kernels_gen::tokenizer::load_str(
+        &format!("synthetic-{}.json", o.vocab),
+        &json_text,
+        &Default::default(),
+    )?;
+    let generated = kernels_gen::generate(&kernels_gen::DecoderSpec::new(vocab))?;
+    let blob: &'static [u8] = Box::leak(generated.to_blob().into_boxed_slice());
+    let big = Tables::from_bytes(blob)?;
+    let (steps_big, steps_small, rounds) = if o.quick { (20, 2000, 3) } else { (400, 40_000, 9) };
+    let large = measure(big, o, steps_big, rounds)?;
+    let small = measure(Utf8Words::TABLES, o, steps_small, rounds)?;
+    let b = o.batch as f64;
+    let res = json!({
+        "batch": o.batch,
+        "vocab": o.vocab,
+        "layout": if big.token_classes().is_some() { "token classes" } else { "direct" },
+        "mask_ns_per_row": large.mask / b,
+        "floor_ns_per_row": large.floor / b,
+        "mask_speed_vs_floor": large.floor / large.mask,
+        "advance_ns_per_row": large.advance / b,
+        "advance_ns_per_row_v256": small.advance / b,
+        "advance_ratio_vs_v256": large.advance / small.advance,
+        "mask_ns_per_row_v256": small.mask / b,
+        "floor_ns_per_row_v256": small.floor / b,
+    });
+    if o.json {
+        println!("{}", json!({ "results": [res] }));
+        return Ok(());
+    }
+    println!(
+        "welt bench --vocab {}: synthetic byte-level BPE ({} layout, {} states), B = {}, f32, release build",
+        o.vocab,
+        res["layout"].as_str().unwrap_or(""),
+        big.num_states(),
+        o.batch
+    );
+    println!("medians of {rounds} rounds; tokens drawn from the masks, rows restarting as words finish\n");
+    println!(
+        "{:>8} {:>16} {:>16} {:>16} {:>12}",
+        "vocab", "mask ns/row", "floor ns/row", "advance ns/row", "mask speed"
+    );
+    for (v, m) in [(256usize, &small), (o.vocab, &large)] {
+        println!(
+            "{:>8} {:>16.1} {:>16.1} {:>16.2} {:>11.0}%",
+            v,
+            m.mask / b,
+            m.floor / b,
+            m.advance / b,
+            100.0 * m.floor / m.mask
+        );
+    }
+    println!(
+        "\nstate step O(1): advance per row {:.2} ns with {} tokens, {:.2} ns with 256 ({:.2}x)",
+        large.advance / b,
+        o.vocab,
+        small.advance / b,
+        large.advance / small.advance
+    );
+    println!(
+        "mask at {:.0} % of the floor's speed with {} tokens (target >= 70 %)",
+        100.0 * large.floor / large.mask,
+        o.vocab
+    );
+    Ok(())
+}
