@@ -37,6 +37,9 @@ pub struct WordBatch<'t> {
     stopped: Vec<bool>,
     finished: Vec<bool>,
     running: usize,
+    /// Each running row's entry for its token, found while checking the tokens and applied
+    /// once all are valid: one table lookup per row, and nothing changes on an error.
+    entries: Vec<u16>,
 }
 
 impl<'t> WordBatch<'t> {
@@ -53,6 +56,7 @@ impl<'t> WordBatch<'t> {
             stopped: vec![false; batch_size],
             finished: vec![false; batch_size],
             running: batch_size,
+            entries: vec![0; batch_size],
         })
     }
 
@@ -150,7 +154,7 @@ impl<'t> WordBatch<'t> {
             }));
         }
         let v = self.tables.vocab_size() as u32;
-        // Check every row first so that an error leaves the batch as it was.
+        // Check every row first so that an error leaves the batch as it was; keep the entries.
         for (row, &token) in tokens.iter().enumerate() {
             if self.finished[row] {
                 continue;
@@ -162,13 +166,15 @@ impl<'t> WordBatch<'t> {
                     at: row,
                 }));
             }
-            if self.tables.entry(self.state[row], token) & 0x7FFF == DEAD {
+            let e = self.tables.entry(self.state[row], token);
+            if e & 0x7FFF == DEAD {
                 return Err(Error::new(ErrorKind::TokenNotAllowed {
                     token,
                     state: self.state[row],
                     at: row,
                 }));
             }
+            self.entries[row] = e;
         }
         let pad = self.tables.pad();
         for (row, token) in tokens.iter_mut().enumerate() {
@@ -176,7 +182,7 @@ impl<'t> WordBatch<'t> {
                 *token = pad;
                 continue;
             }
-            let (next, stop) = split(self.tables.entry(self.state[row], *token));
+            let (next, stop) = split(self.entries[row]);
             self.state[row] = next;
             self.len[row] += 1;
             if stop {
