@@ -656,7 +656,7 @@ impl<'c> Workload<'c> {
 /// code and at 22 ns when it straddled two (the front end, not the stores, was the limit).
 /// The unrolled chunk makes the stores the limit wherever the code lands.
 #[inline(never)]
-fn floor_pass(logits: &mut [f32]) {
+pub fn floor_pass(logits: &mut [f32]) {
     let mut chunks = logits.chunks_exact_mut(64);
     for chunk in &mut chunks {
         if let Ok(chunk) = <&mut [f32; 64]>::try_from(chunk) {

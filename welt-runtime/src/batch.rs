@@ -1,7 +1,7 @@
 //! A batch of words generated side by side on the CPU.
 
 use crate::error::{Error, ErrorKind};
-use crate::logit::{mask_row, Logit};
+use crate::logit::Logit;
 use crate::sequence::walk_prefix;
 use crate::tables::{split, Mask, Tables, DEAD};
 use crate::Decoder;
@@ -125,7 +125,7 @@ impl<'t> WordBatch<'t> {
                 continue;
             }
             let start = row * row_stride;
-            mask_row(
+            L::mask_row(
                 &mut logits[start..start + v],
                 self.tables.mask(state).padded_bytes(),
             );
