@@ -129,7 +129,7 @@ impl LlamaConfig {
                 self.num_attention_heads, self.num_key_value_heads
             ));
         }
-        if self.head_dim() % 2 != 0 {
+        if !self.head_dim().is_multiple_of(2) {
             return bad(format!(
                 "head_dim {} (hidden_size / num_attention_heads) must be even for rotary embeddings",
                 self.head_dim()
