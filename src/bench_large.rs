@@ -29,17 +29,6 @@ pub struct Options {
     pub quick: bool,
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
-
 /// Per step, one token per row, and which rows restart after the step.
 struct Stream {
     tokens: Vec<u32>,
@@ -48,7 +37,7 @@ struct Stream {
 }
 
 fn draw_stream(t: Tables<'static>, batch: usize, steps: usize, seed: u64) -> Result<Stream, Box<dyn Error>> {
-    let mut rng = Rng(seed);
+    let mut rng = crate::bench::SplitMix64::new(seed);
     // Allowed tokens per state, drawn from the masks once.
     let allowed: Vec<Vec<u32>> = (0..t.num_states() as u16)
         .map(|s| t.mask(s).iter().collect())
@@ -60,7 +49,7 @@ fn draw_stream(t: Tables<'static>, batch: usize, steps: usize, seed: u64) -> Res
     for _ in 0..steps {
         for (row, tok) in step_tokens.iter_mut().enumerate() {
             let a = &allowed[b.states()[row] as usize];
-            *tok = a[(rng.next() % a.len() as u64) as usize];
+            *tok = a[(rng.next_u64() % a.len() as u64) as usize];
         }
         tokens.extend_from_slice(&step_tokens);
         b.advance(&mut step_tokens)?;

@@ -36,20 +36,18 @@ pub struct Options {
     pub json: Option<std::path::PathBuf>,
 }
 
-struct Rng(u64);
+/// The bench's generator, with the two draws the checks need.
+struct Rng(crate::bench::SplitMix64);
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+    fn new(seed: u64) -> Rng {
+        Rng(crate::bench::SplitMix64::new(seed))
     }
     fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+        (self.0.next_u64() % n as u64) as usize
     }
+    /// A logit in [-4, 4).
     fn logit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 8.0 - 4.0
+        (self.0.next_u64() >> 40) as f32 / (1u64 << 24) as f32 * 8.0 - 4.0
     }
 }
 
@@ -305,7 +303,7 @@ fn time_us(
 fn timings(dec: &CudaDecoder, t: &Tables<'static>, batch: usize, reps: usize) -> Result<serde_json::Value> {
     let v = t.vocab_size();
     let stream = dec.stream();
-    let mut rng = Rng(99);
+    let mut rng = Rng::new(99);
     let a = usize::from(b'a');
     let host: Vec<f32> = (0..batch * v)
         .map(|i| rng.logit() + if i % v == a { 20.0 } else { 0.0 })
@@ -359,7 +357,7 @@ pub fn run(opts: &Options) -> Result<()> {
     let (mut agree, mut sampled) = (0usize, 0usize);
     for s in &subjects {
         let dec = CudaDecoder::from_parts(s.tables, &s.source, None, 0)?;
-        let mut rng = Rng(0x5EED ^ s.tables.vocab_size() as u64);
+        let mut rng = Rng::new(0x5EED ^ s.tables.vocab_size() as u64);
         for &b in batches {
             check::<f32>(&dec, &s.tables, b, &mut rng).map_err(|e| format!("{} B={b} f32: {e}", s.name))?;
             check::<f16>(&dec, &s.tables, b, &mut rng).map_err(|e| format!("{} B={b} f16: {e}", s.name))?;
