@@ -190,8 +190,11 @@ fn write_output(out: Option<PathBuf>, bytes: &[u8]) -> Result<()> {
     match out {
         None => {
             let mut stdout = std::io::stdout().lock();
-            stdout.write_all(bytes)?;
-            stdout.flush()?;
+            match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+                // The reader went away (`welt query ... | head`): stop quietly, as Unix tools do.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                other => other?,
+            }
         }
         Some(path) => {
             let mut tmp = path.clone().into_os_string();

@@ -250,3 +250,23 @@ fn help_works() {
         assert!(out.stderr.is_empty());
     }
 }
+
+/// A reader that stops early (`welt query FILE | head -1`) ends `welt` quietly: no error
+/// message, exit 0.
+#[test]
+fn a_closed_pipe_is_not_an_error() {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_welt"))
+        .args(["query", "tests/data/oracle_cases.jsonl"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    assert!(first.starts_with("{\"bytes\":[]"), "{first}");
+    // The reader is dropped here: the rest of the output has nowhere to go.
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+}
