@@ -15,6 +15,8 @@
 //! - EOS, PAD and stop tokens, named or found;
 //! - `welt query --tokenizer` and `welt tables --tokenizer`.
 
+mod common;
+
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -120,32 +122,8 @@ impl Rng {
 // The spec: SEMANTICS.md's word rule over the decoded bytes of a word, with std's UTF-8
 // decoder and the character sets written out by hand. None of welt's automata are used.
 
-/// `S`: Python's `\s` for str patterns.
-fn is_space(c: char) -> bool {
-    matches!(
-        c as u32,
-        0x09..=0x0D | 0x1C..=0x20 | 0x85 | 0xA0 | 0x1680 | 0x2000..=0x200A | 0x2028 | 0x2029 | 0x202F | 0x205F | 0x3000
-    )
-}
-
-/// `C`: U+0001–0008, U+000E–001F, U+007F.
-fn is_control(c: char) -> bool {
-    matches!(c as u32, 0x01..=0x08 | 0x0E..=0x1F | 0x7F)
-}
-
-/// The word is complete iff it is exactly one control character, or `W+ S`.
-fn word_complete(t: &str) -> bool {
-    let mut chars = t.chars();
-    let Some(last) = chars.next_back() else {
-        return false;
-    };
-    let body = chars.as_str();
-    if body.is_empty() {
-        is_control(last)
-    } else {
-        is_space(last) && body.chars().all(|c| !is_space(c) && !is_control(c))
-    }
-}
+// The character sets and the word rule are the test suite's shared ones (tests/common).
+use common::word_complete;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Utf8 {
