@@ -8,7 +8,11 @@
 //! - `reference_port`: [`crate::reference_port::ReferenceBatch`], the reference algorithm
 //!   ported to Rust (tail scan for the mask, decode the whole word for the stop flag);
 //! - `floor`: one pass writing every logit of the batch and nothing else — the least any
-//!   mask applied by writing into the logits can cost.
+//!   mask applied by writing into the logits can cost — with the widest stores the CPU has
+//!   (AVX-512, else AVX2), as welt's mask uses AVX-512 masked stores where it can;
+//! - `floor_baseline`: the same pass as the compiler writes it for the baseline x86-64
+//!   target (16-byte SSE2 stores). Reported for comparison with numbers measured before
+//!   welt's mask used wider stores; the targets are judged against `floor`.
 //!
 //! The token streams stand in for what a sampler would pick from the masked logits. They
 //! come from a corpus of words generated here with a seeded PRNG, so every run measures the
@@ -372,6 +376,10 @@ impl Corpus {
             _ => &[],
         }
     }
+    /// Where word `i` starts in [`Corpus::bytes`].
+    pub fn word_start(&self, i: usize) -> usize {
+        self.starts[i] as usize
+    }
     /// All bytes, word after word.
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
@@ -497,6 +505,34 @@ impl Stepper for ReferenceBatch {
     }
 }
 
+/// A `WordBatch` whose mask does nothing: the rest of the step, timed alone.
+struct NoMask<'a, 't>(&'a mut WordBatch<'t>);
+
+impl Stepper for NoMask<'_, '_> {
+    type Err = welt_runtime::Error;
+    #[inline]
+    fn apply_mask(&self, logits: &mut [f32]) -> Result<(), Self::Err> {
+        black_box(logits);
+        Ok(())
+    }
+    #[inline]
+    fn advance(&mut self, tokens: &mut [u32]) -> Result<usize, Self::Err> {
+        self.0.advance(tokens)
+    }
+    #[inline]
+    fn finished(&self) -> &[bool] {
+        self.0.finished()
+    }
+    #[inline]
+    fn stopped(&self) -> &[bool] {
+        self.0.stopped()
+    }
+    #[inline]
+    fn reset_row(&mut self, row: usize) -> Result<(), Self::Err> {
+        self.0.reset_row(row)
+    }
+}
+
 /// One decoding step as a caller would run it: mask, sample (here: replay), advance, restart
 /// the rows that finished.
 #[inline]
@@ -534,13 +570,29 @@ pub enum Mode {
     Welt,
     /// The Rust port of the reference algorithm.
     ReferencePort,
-    /// One pass writing every logit of the batch.
+    /// One pass writing every logit of the batch, with the widest stores the CPU has.
     Floor,
+    /// `Welt` without the mask: advance, stop and the caller's bookkeeping. `Welt` minus this
+    /// is what the mask costs.
+    WeltNoMask,
+    /// The same pass with the baseline x86-64 target's 16-byte stores.
+    FloorBaseline,
 }
 
 impl Mode {
     /// Every mode, in report order.
-    pub const ALL: [Mode; 3] = [Mode::Welt, Mode::ReferencePort, Mode::Floor];
+    pub const ALL: [Mode; 5] = [
+        Mode::Welt,
+        Mode::ReferencePort,
+        Mode::Floor,
+        Mode::FloorBaseline,
+        Mode::WeltNoMask,
+    ];
+
+    /// Whether the mode runs words (the floors only write logits).
+    pub fn finishes_words(self) -> bool {
+        matches!(self, Mode::Welt | Mode::ReferencePort | Mode::WeltNoMask)
+    }
 
     /// The mode's name in the report.
     pub fn name(self) -> &'static str {
@@ -548,6 +600,8 @@ impl Mode {
             Mode::Welt => "welt",
             Mode::ReferencePort => "reference_port",
             Mode::Floor => "floor",
+            Mode::FloorBaseline => "floor_baseline",
+            Mode::WeltNoMask => "welt_no_mask",
         }
     }
 }
@@ -556,6 +610,8 @@ enum Engine {
     Welt(WordBatch<'static>),
     Reference(ReferenceBatch),
     Floor,
+    FloorBaseline,
+    WeltNoMask(WordBatch<'static>),
 }
 
 /// One mode at one batch size, ready to run steps: its batch, its own `B x 256` logits, the
@@ -565,7 +621,9 @@ pub struct Workload<'c> {
     mode: Mode,
     corpus: &'c Corpus,
     engine: Engine,
+    /// The logits are `logits[at..at + B * 256]`, where the buffer is 64-byte aligned.
     logits: Vec<f32>,
+    at: usize,
     tokens: Vec<u32>,
     cursors: Cursors,
     finishes: Finishes,
@@ -581,7 +639,8 @@ impl<'c> Workload<'c> {
             mode,
             corpus,
             engine: Engine::Floor,
-            logits: vec![0.0; batch * VOCAB],
+            logits: vec![0.0; batch * VOCAB + 16],
+            at: 0,
             tokens: vec![0; batch],
             cursors: Cursors::new(corpus, batch),
             finishes: Finishes::default(),
@@ -598,8 +657,16 @@ impl<'c> Workload<'c> {
             Mode::Welt => Engine::Welt(WordBatch::new(Utf8Words::TABLES, batch)?),
             Mode::ReferencePort => Engine::Reference(ReferenceBatch::new(batch)?),
             Mode::Floor => Engine::Floor,
+            Mode::FloorBaseline => Engine::FloorBaseline,
+            Mode::WeltNoMask => Engine::WeltNoMask(WordBatch::new(Utf8Words::TABLES, batch)?),
         };
-        for (i, x) in self.logits.iter_mut().enumerate() {
+        // 64-byte aligned, as a framework's tensor buffers are (PyTorch aligns to 512 bytes):
+        // with the 16-byte alignment the allocator happens to give, every 64-byte store of
+        // the floor and of welt's mask straddles two cache lines, and how often that happens
+        // would change from run to run with the addresses.
+        self.at = self.logits.as_ptr().align_offset(64).min(16);
+        let n = batch * VOCAB;
+        for (i, x) in self.logits[self.at..self.at + n].iter_mut().enumerate() {
             *x = (i % 17) as f32 * 0.25 - 2.0;
         }
         self.cursors = Cursors::new(self.corpus, batch);
@@ -611,7 +678,7 @@ impl<'c> Workload<'c> {
     pub fn run(&mut self, steps: usize) -> Result<(), Box<dyn Error>> {
         let (corpus, logits, tokens, cursors, finishes) = (
             self.corpus,
-            &mut self.logits[..],
+            &mut self.logits[self.at..self.at + self.tokens.len() * VOCAB],
             &mut self.tokens[..],
             &mut self.cursors,
             &mut self.finishes,
@@ -624,6 +691,10 @@ impl<'c> Workload<'c> {
             Engine::Reference(b) => {
                 (0..steps).try_for_each(|_| step(b, corpus, logits, tokens, cursors, finishes))
             }
+            Engine::WeltNoMask(b) => (0..steps).try_for_each(|_| {
+                let mut no_mask = NoMask(b);
+                step(&mut no_mask, corpus, logits, tokens, cursors, finishes)
+            }),
             Engine::Floor => {
                 for _ in 0..steps {
                     floor_pass(logits);
@@ -632,10 +703,17 @@ impl<'c> Workload<'c> {
                 }
                 Ok(())
             }
+            Engine::FloorBaseline => {
+                for _ in 0..steps {
+                    floor_baseline_pass(logits);
+                    black_box(&mut *logits);
+                }
+                Ok(())
+            }
         }
     }
 
-    /// The words finished since the last reset (always zero for the floor).
+    /// The words finished since the last reset (always zero for the floors).
     pub fn finishes(&self) -> Finishes {
         self.finishes
     }
@@ -646,9 +724,44 @@ impl<'c> Workload<'c> {
     }
 }
 
-/// The floor's one pass: `-inf` into every logit, 64 at a time through a `[f32; 64]` (as
-/// `mask_row` writes a whole forbidden word), so that the compiler emits 16 straight vector
-/// stores per chunk.
+/// The floor's one pass: `-inf` into every logit with the widest stores this CPU has —
+/// 64-byte AVX-512 stores, else 32-byte AVX2 stores (detected at run time, once per pass,
+/// as welt's mask detects AVX-512), else [`floor_baseline_pass`].
+///
+/// A floor must be the least a pass over the logits can cost on the machine at hand: welt's
+/// mask writes with AVX-512 masked stores, so a floor held to 16-byte stores would flatter
+/// welt (measured on the bench machine, B = 32: 10.8 ns per 256-logit row with 16-byte
+/// stores, 5.4 with 64-byte ones).
+#[inline(never)]
+pub fn floor_pass(logits: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return wide::avx512(logits);
+        }
+        if std::arch::is_x86_feature_detected!("avx") {
+            return wide::avx(logits);
+        }
+    }
+    floor_baseline_pass(logits)
+}
+
+/// The stores [`floor_pass`] uses on this CPU, for the report.
+pub fn floor_stores() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return "64-byte AVX-512 stores";
+        }
+        if std::arch::is_x86_feature_detected!("avx") {
+            return "32-byte AVX stores";
+        }
+    }
+    "the baseline target's stores"
+}
+
+/// The floor's pass as the compiler writes it for the baseline target: `-inf` into every
+/// logit, 64 at a time through a `[f32; 64]` (sixteen 16-byte stores per chunk on x86-64).
 ///
 /// Why not `logits.fill(..)`: that compiles to a tiny loop of two 16-byte stores whose speed
 /// depends on where the linker happens to place it. Measured on the bench machine, the same
@@ -656,7 +769,7 @@ impl<'c> Workload<'c> {
 /// code and at 22 ns when it straddled two (the front end, not the stores, was the limit).
 /// The unrolled chunk makes the stores the limit wherever the code lands.
 #[inline(never)]
-pub fn floor_pass(logits: &mut [f32]) {
+pub fn floor_baseline_pass(logits: &mut [f32]) {
     let mut chunks = logits.chunks_exact_mut(64);
     for chunk in &mut chunks {
         if let Ok(chunk) = <&mut [f32; 64]>::try_from(chunk) {
@@ -664,6 +777,90 @@ pub fn floor_pass(logits: &mut [f32]) {
         }
     }
     chunks.into_remainder().fill(f32::NEG_INFINITY);
+}
+
+/// The floor's wide stores. (Left to itself the compiler turns a `[f32; 64]` assignment in
+/// an AVX-512 function into scatter stores, 16x slower; hence the intrinsics.)
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod wide {
+    use std::arch::x86_64::*;
+
+    pub(super) fn avx512(logits: &mut [f32]) {
+        assert!(std::arch::is_x86_feature_detected!("avx512f"));
+        // SAFETY: the CPU has AVX-512F (asserted above).
+        unsafe { avx512_pass(logits) }
+    }
+
+    pub(super) fn avx(logits: &mut [f32]) {
+        assert!(std::arch::is_x86_feature_detected!("avx"));
+        // SAFETY: the CPU has AVX (asserted above).
+        unsafe { avx_pass(logits) }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn avx512_pass(logits: &mut [f32]) {
+        let neg = _mm512_set1_ps(f32::NEG_INFINITY);
+        let mut chunks = logits.chunks_exact_mut(64);
+        for chunk in &mut chunks {
+            let p = chunk.as_mut_ptr();
+            // SAFETY: the chunk holds 64 f32: four stores of 16 lanes at 0, 16, 32, 48.
+            unsafe {
+                _mm512_storeu_ps(p, neg);
+                _mm512_storeu_ps(p.add(16), neg);
+                _mm512_storeu_ps(p.add(32), neg);
+                _mm512_storeu_ps(p.add(48), neg);
+            }
+        }
+        chunks.into_remainder().fill(f32::NEG_INFINITY);
+    }
+
+    #[target_feature(enable = "avx")]
+    unsafe fn avx_pass(logits: &mut [f32]) {
+        let neg = _mm256_set1_ps(f32::NEG_INFINITY);
+        let mut chunks = logits.chunks_exact_mut(64);
+        for chunk in &mut chunks {
+            let p = chunk.as_mut_ptr();
+            for i in 0..8 {
+                // SAFETY: the chunk holds 64 f32: eight stores of 8 lanes at 8i, i < 8.
+                unsafe { _mm256_storeu_ps(p.add(8 * i), neg) };
+            }
+        }
+        chunks.into_remainder().fill(f32::NEG_INFINITY);
+    }
+
+    #[cfg(test)]
+    mod tests {
+        /// Each wide pass this CPU can run writes `-inf` into every logit and nothing past
+        /// the slice, for lengths around every chunk boundary.
+        #[test]
+        fn wide_floors_write_every_logit_and_nothing_else() {
+            type Pass = fn(&mut [f32]);
+            let passes: [(&str, Pass); 2] = [("avx512f", super::avx512), ("avx", super::avx)];
+            for (feature, pass) in passes {
+                let have = match feature {
+                    "avx512f" => std::arch::is_x86_feature_detected!("avx512f"),
+                    _ => std::arch::is_x86_feature_detected!("avx"),
+                };
+                if !have {
+                    eprintln!("no {feature} on this CPU: that pass is not run");
+                    continue;
+                }
+                for n in (0..=200).chain([255, 256, 257, 1023, 1024, 8192]) {
+                    let mut buf = vec![1.5f32; n + 16];
+                    pass(&mut buf[..n]);
+                    assert!(
+                        buf[..n].iter().all(|&x| x == f32::NEG_INFINITY),
+                        "{feature} n={n}"
+                    );
+                    assert!(
+                        buf[n..].iter().all(|&x| x == 1.5),
+                        "{feature} n={n} wrote past the slice"
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// Runs welt and the reference port side by side for `steps` steps from a fresh start, as
@@ -750,9 +947,9 @@ pub struct BatchResult {
     /// Steps per timed block.
     pub steps_per_block: usize,
     /// Median ns per step, per mode in [`Mode::ALL`] order.
-    pub ns_per_step: [f64; 3],
+    pub ns_per_step: [f64; Mode::ALL.len()],
     /// The fastest block's ns per step, per mode (how far the median is from the best case).
-    pub min_ns_per_step: [f64; 3],
+    pub min_ns_per_step: [f64; Mode::ALL.len()],
     /// Words finished per block (the same for welt and the reference port).
     pub finishes: Finishes,
     /// The share of the timed wall-clock time this thread spent waiting for a CPU (another
@@ -857,7 +1054,7 @@ pub fn measure(
     for w in &mut loads {
         w.run(steps.div_ceil(4))?;
     }
-    let mut times: [Vec<f64>; 3] = Default::default();
+    let mut times: [Vec<f64>; Mode::ALL.len()] = Default::default();
     let (mut wall_ns, mut wait_ns) = (0.0, Some(0u64));
     let (cpu_before, period) = ((all_cpu_ns(), own_cpu_ns()), Instant::now());
     for round in 0..rounds.max(1) {
@@ -873,7 +1070,7 @@ pub fn measure(
                 (Some(sum), Some(a), Some(b)) => Some(sum + b.saturating_sub(a)),
                 _ => None,
             };
-            if w.mode() != Mode::Floor && w.finishes() != expected {
+            if w.mode().finishes_words() && w.finishes() != expected {
                 return Err(format!(
                     "B={batch}: {} finished {:?} in a timed block, the check pass {:?}",
                     w.mode().name(),
@@ -887,8 +1084,8 @@ pub fn measure(
     }
     let others = others_ns(cpu_before, (all_cpu_ns(), own_cpu_ns()));
     let period_ns = period.elapsed().as_nanos() as f64;
-    let mut ns_per_step = [0.0; 3];
-    let mut min_ns_per_step = [0.0; 3];
+    let mut ns_per_step = [0.0; Mode::ALL.len()];
+    let mut min_ns_per_step = [0.0; Mode::ALL.len()];
     for (i, t) in times.iter_mut().enumerate() {
         min_ns_per_step[i] = t.iter().copied().fold(f64::INFINITY, f64::min);
         ns_per_step[i] = median(t);
@@ -944,12 +1141,14 @@ fn result_json(r: &BatchResult) -> serde_json::Value {
     let welt = r.ns_per_row_token(Mode::Welt);
     let port = r.ns_per_row_token(Mode::ReferencePort);
     let floor = r.ns_per_row_token(Mode::Floor);
+    let baseline = r.ns_per_row_token(Mode::FloorBaseline);
     json!({
         "batch": r.batch,
         "vocab": VOCAB,
         "welt_ns_per_row_token": welt,
         "reference_port_ns_per_row_token": port,
         "floor_ns_per_row_token": floor,
+        "floor_baseline_ns_per_row_token": baseline,
         "welt_ns_per_step": r.ns_per_step(Mode::Welt),
         "reference_port_ns_per_step": r.ns_per_step(Mode::ReferencePort),
         "floor_ns_per_step": r.ns_per_step(Mode::Floor),
@@ -957,6 +1156,10 @@ fn result_json(r: &BatchResult) -> serde_json::Value {
         "reference_port_min_ns_per_step": r.min_ns_per_step[Mode::ReferencePort as usize],
         "floor_min_ns_per_step": r.min_ns_per_step[Mode::Floor as usize],
         "welt_over_floor": welt / floor,
+        "welt_over_floor_baseline": welt / baseline,
+        "welt_no_mask_ns_per_row_token": r.ns_per_row_token(Mode::WeltNoMask),
+        // welt minus welt_no_mask: what the mask costs, per row.
+        "welt_mask_ns_per_row": welt - r.ns_per_row_token(Mode::WeltNoMask),
         "reference_port_over_welt": port / welt,
         // From each mode's fastest block: less sensitive to other processes than the medians.
         "welt_over_floor_best": r.min_ns_per_step[Mode::Welt as usize] / r.min_ns_per_step[Mode::Floor as usize],
@@ -1032,12 +1235,21 @@ fn table(corpus: &Corpus, results: &[BatchResult], rounds: usize, row_tokens: us
     );
     let _ = writeln!(
         s,
-        "{:>5} {:>7} | {:>21} | {:>21} | {:>21} | {:>10} {:>10}",
-        "", "", "welt", "reference_port", "floor", "welt", "ref_port"
+        "{:>5} {:>7} | {:>21} | {:>21} | {:>21} | {:>21} | {:>10} {:>10} {:>10} | {:>21}",
+        "",
+        "",
+        "welt",
+        "reference_port",
+        "floor",
+        "floor_baseline",
+        "welt",
+        "ref_port",
+        "welt",
+        "welt's mask alone"
     );
     let _ = writeln!(
         s,
-        "{:>5} {:>7} | {:>10} {:>10} | {:>10} {:>10} | {:>10} {:>10} | {:>10} {:>10}",
+        "{:>5} {:>7} | {:>10} {:>10} | {:>10} {:>10} | {:>10} {:>10} | {:>10} {:>10} | {:>10} {:>10} {:>10} | {:>10} {:>10}",
         "B",
         "steps",
         "ns/step",
@@ -1046,12 +1258,17 @@ fn table(corpus: &Corpus, results: &[BatchResult], rounds: usize, row_tokens: us
         "ns/row-tok",
         "ns/step",
         "ns/row-tok",
+        "ns/step",
+        "ns/row-tok",
         "/ floor",
-        "/ welt"
+        "/ welt",
+        "/ fl_base",
+        "ns/row",
+        "/ floor"
     );
     for r in results {
         let _ = write!(s, "{:>5} {:>7} |", r.batch, r.steps_per_block);
-        for mode in Mode::ALL {
+        for mode in Mode::ALL.into_iter().filter(|&m| m != Mode::WeltNoMask) {
             let _ = write!(
                 s,
                 " {:>10.1} {:>10.2} |",
@@ -1059,13 +1276,31 @@ fn table(corpus: &Corpus, results: &[BatchResult], rounds: usize, row_tokens: us
                 r.ns_per_row_token(mode)
             );
         }
-        let (w, p, fl) = (
+        let (w, p, fl, base) = (
             r.ns_per_row_token(Mode::Welt),
             r.ns_per_row_token(Mode::ReferencePort),
             r.ns_per_row_token(Mode::Floor),
+            r.ns_per_row_token(Mode::FloorBaseline),
         );
-        let _ = writeln!(s, " {:>10.2} {:>10.2}", w / fl, p / w);
+        let mask = w - r.ns_per_row_token(Mode::WeltNoMask);
+        let _ = writeln!(
+            s,
+            " {:>10.2} {:>10.2} {:>10.2} | {:>10.2} {:>10.2}",
+            w / fl,
+            p / w,
+            w / base,
+            mask,
+            mask / fl
+        );
     }
+    let _ = writeln!(
+        s,
+        "\nfloor: every logit written with the widest stores this CPU has ({}); floor_baseline: \
+         the same pass with the baseline x86-64 target's 16-byte stores.\nwelt's mask alone: welt \
+         minus the same step without the mask (advance, stop flags, and the replay of sampled tokens \
+         and restarts that stands in for the caller).",
+        floor_stores()
+    );
     s.push('\n');
     let waited = results
         .iter()

@@ -6,12 +6,6 @@ pub trait Logit: Copy + sealed::Sealed + 'static {
     const NEG_INFINITY: Self;
     /// The value as an `f32` (for choosing a token).
     fn to_f32(self) -> f32;
-    /// Masks one row.
-    #[doc(hidden)]
-    #[inline]
-    fn mask_row(row: &mut [Self], mask: &[u8]) {
-        mask_row(row, mask)
-    }
 }
 
 impl Logit for f32 {
@@ -19,16 +13,9 @@ impl Logit for f32 {
     fn to_f32(self) -> f32 {
         self
     }
-    #[inline]
-    fn mask_row(row: &mut [f32], mask: &[u8]) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if row.len() >= 4096 && std::arch::is_x86_feature_detected!("avx512f") {
-                return x86::mask_f32_avx512(row, mask);
-            }
-        }
-        mask_row(row, mask)
-    }
+}
+impl sealed::Sealed for f32 {
+    const NEG_INFINITY_BITS: u64 = f32::NEG_INFINITY.to_bits() as u64;
 }
 impl Logit for f64 {
     const NEG_INFINITY: f64 = f64::NEG_INFINITY;
@@ -36,11 +23,17 @@ impl Logit for f64 {
         self as f32
     }
 }
+impl sealed::Sealed for f64 {
+    const NEG_INFINITY_BITS: u64 = f64::NEG_INFINITY.to_bits();
+}
 impl Logit for half::f16 {
     const NEG_INFINITY: half::f16 = half::f16::NEG_INFINITY;
     fn to_f32(self) -> f32 {
         half::f16::to_f32(self)
     }
+}
+impl sealed::Sealed for half::f16 {
+    const NEG_INFINITY_BITS: u64 = half::f16::NEG_INFINITY.to_bits() as u64;
 }
 impl Logit for half::bf16 {
     const NEG_INFINITY: half::bf16 = half::bf16::NEG_INFINITY;
@@ -48,13 +41,81 @@ impl Logit for half::bf16 {
         half::bf16::to_f32(self)
     }
 }
+impl sealed::Sealed for half::bf16 {
+    const NEG_INFINITY_BITS: u64 = half::bf16::NEG_INFINITY.to_bits() as u64;
+}
+
+/// The rows of a batch to mask: row `r` (at `r * stride` in the logits) has state
+/// `states[r]`, whose mask is the `width` bytes at `states[r] * width` in `masks`; rows whose
+/// `finished` flag is set are left alone.
+#[derive(Clone, Copy)]
+pub(crate) struct Rows<'a> {
+    pub states: &'a [u16],
+    pub finished: &'a [bool],
+    pub masks: &'a [u8],
+    pub width: usize,
+    pub stride: usize,
+}
+
+impl Rows<'_> {
+    /// Calls `f(row logits, row mask)` for every running row. A row or a mask past its buffer
+    /// (which the callers rule out) is skipped: never a panic, never an access out of bounds.
+    #[inline(always)]
+    fn each<L>(self, logits: &mut [L], v: usize, mut f: impl FnMut(&mut [L], &[u8])) {
+        for (row, (&state, &done)) in self.states.iter().zip(self.finished).enumerate() {
+            if done {
+                continue;
+            }
+            let at = usize::from(state) * self.width;
+            let start = row * self.stride;
+            if let (Some(mask), Some(logits)) = (
+                self.masks.get(at..at + self.width),
+                logits.get_mut(start..start + v),
+            ) {
+                f(logits, mask);
+            }
+        }
+    }
+}
+
+/// Masks the `v` logits of each of `rows` in place. The hot loop of
+/// [`crate::WordBatch::apply_mask`].
+///
+/// On x86-64 with AVX-512 (checked once per call) every row is written with masked vector
+/// stores: per 16 `f32` (8 `f64`, 32 `f16`/`bf16`) one store of `-inf` into exactly the
+/// forbidden lanes, with no branch on the mask's content, so the cost does not depend on
+/// which states the rows are in (`welt bench`, B = 32: the mask went from 14 to about 9 ns
+/// per 256-logit row). Elsewhere, the portable [`mask_row`].
+#[inline]
+pub(crate) fn mask_rows<L: Logit>(logits: &mut [L], v: usize, rows: Rows<'_>) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if x86::available::<L>() {
+            return x86::mask_rows(logits, v, rows);
+        }
+    }
+    rows.each(logits, v, mask_row);
+}
+
+/// Masks one row: [`mask_rows`] for a single row.
+#[inline]
+pub(crate) fn mask_one<L: Logit>(row: &mut [L], mask: &[u8]) {
+    let v = row.len();
+    let rows = Rows {
+        states: &[0],
+        finished: &[false],
+        masks: mask,
+        width: mask.len(),
+        stride: v,
+    };
+    mask_rows(row, v, rows);
+}
 
 mod sealed {
-    pub trait Sealed {}
-    impl Sealed for f32 {}
-    impl Sealed for f64 {}
-    impl Sealed for half::f16 {}
-    impl Sealed for half::bf16 {}
+    pub trait Sealed {
+        /// The bits of `-inf` (in the low `size_of::<Self>()` bytes).
+        const NEG_INFINITY_BITS: u64;
+    }
 }
 
 /// Writes `-inf` into every logit of `row` whose bit in `mask` (little-endian u64 words) is
@@ -117,37 +178,113 @@ fn forbid_bits<L: Logit>(chunk: &mut [L], mut forbid: u64) {
     }
 }
 
-/// The mask of a large row as AVX-512 masked stores: per 16 logits one store of `-inf` into
-/// exactly the forbidden lanes, no branch on the row's state. For a large vocabulary the
-/// forbidden tokens are scattered over most of the row's cache lines, so the scalar loop's
-/// per-bit stores were the cost (`welt bench --vocab 131072`: 38 -> 23 µs per row, the floor
-/// being 22). For rows of 256 logits, in L1, the scalar loop measured faster (9 against 15 ns).
+/// The AVX-512 masked stores of [`mask_rows`].
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod x86 {
+    use super::{Logit, Rows};
     use std::arch::x86_64::*;
+    use std::mem::size_of;
 
-    pub(super) fn mask_f32_avx512(row: &mut [f32], mask: &[u8]) {
-        assert!(mask.len() * 8 >= row.len(), "a mask bit for every logit");
-        // SAFETY: called only after `is_x86_feature_detected!("avx512f")` returned true.
-        unsafe { f32_avx512(row, mask) }
+    /// Whether the CPU has what the masked stores of `L` need: AVX-512F, and AVX-512BW for
+    /// 16-bit logits (std caches the answer: this is a load and a test).
+    #[inline]
+    pub(super) fn available<L: Logit>() -> bool {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && (size_of::<L>() != 2 || std::arch::is_x86_feature_detected!("avx512bw"))
+    }
+
+    #[inline]
+    pub(super) fn mask_rows<L: Logit>(logits: &mut [L], v: usize, rows: Rows<'_>) {
+        assert!(available::<L>(), "AVX-512 checked by the caller");
+        // SAFETY: the CPU has the features these functions enable (checked just above).
+        unsafe {
+            match size_of::<L>() {
+                2 => rows16(logits, v, rows),
+                4 => rows32(logits, v, rows),
+                _ => rows64(logits, v, rows),
+            }
+        }
+    }
+
+    /// One vector's bits of a mask: `LANES / 8` bytes from `at`, inverted (set = forbidden).
+    #[inline(always)]
+    fn forbidden<const LANES: usize>(mask: &[u8], at: usize) -> u64 {
+        let mut bits = [0xFFu8; 8];
+        if let Some(b) = mask.get(at..at + LANES / 8) {
+            bits[..LANES / 8].copy_from_slice(b);
+        }
+        !u64::from_le_bytes(bits) & (u64::MAX >> (64 - LANES))
+    }
+
+    /// One row through masked stores of `LANES` lanes. The row goes 256 logits at a time,
+    /// a fixed run of stores that the compiler lays out straight (for `f32`, 16 stores, each
+    /// with its own 16 mask bits); what is left after the last 256 goes to the portable
+    /// [`super::mask_row`], out of line, so that nothing of it (no spilled vector, no extra
+    /// live register) weighs on the stores of the common row.
+    #[inline(always)]
+    fn row<L: Logit, const LANES: usize>(row: &mut [L], mask: &[u8], store: impl Fn(*mut L, u64)) {
+        debug_assert!(mask.len() * 8 >= row.len(), "a mask bit for every logit");
+        let row_len = row.len();
+        let mut blocks = row.chunks_exact_mut(256);
+        let mut block_masks = mask.chunks_exact(32);
+        for (block, m) in (&mut blocks).zip(&mut block_masks) {
+            let p = block.as_mut_ptr();
+            for j in 0..256 / LANES {
+                // SAFETY: j * LANES + LANES <= 256 = block.len().
+                store(unsafe { p.add(j * LANES) }, forbidden::<LANES>(m, j * LANES / 8));
+            }
+        }
+        let rest = blocks.into_remainder();
+        if !rest.is_empty() {
+            // By offset, not `block_masks.remainder()`: a mask padded to whole words can hold
+            // one more 32-byte chunk than the row has whole blocks (255 logits: 32 bytes).
+            let done = row_len / 256;
+            tail(rest, mask.get(done * 32..).unwrap_or_default());
+        }
+    }
+
+    /// The last `row.len() < 256` logits of a row.
+    #[inline(never)]
+    fn tail<L: Logit>(row: &mut [L], mask: &[u8]) {
+        super::mask_row(row, mask);
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn rows16<L: Logit>(logits: &mut [L], v: usize, rows: Rows<'_>) {
+        debug_assert_eq!(size_of::<L>(), 2);
+        let neg = _mm512_set1_epi16(L::NEG_INFINITY_BITS as u16 as i16);
+        rows.each(logits, v, |r, mask| {
+            // SAFETY: `p` points at 32 lanes of 2 bytes inside the row (see `row`); L is a
+            // 2-byte float, so writing its -inf bit pattern as i16 is a valid L.
+            row::<L, 32>(r, mask, move |p, f| unsafe {
+                _mm512_mask_storeu_epi16(p.cast(), f as u32, neg)
+            });
+        });
     }
 
     #[target_feature(enable = "avx512f")]
-    unsafe fn f32_avx512(row: &mut [f32], mask: &[u8]) {
-        let neg = _mm512_set1_ps(f32::NEG_INFINITY);
-        let whole = row.len() / 16;
-        let p = row.as_mut_ptr();
-        for i in 0..whole {
-            let forbid: __mmask16 = !u16::from_le_bytes([mask[2 * i], mask[2 * i + 1]]);
-            // SAFETY: i < len / 16, so lanes 16i..16i + 16 lie inside `row`.
-            unsafe { _mm512_mask_storeu_ps(p.add(16 * i), forbid, neg) };
-        }
-        for t in 16 * whole..row.len() {
-            if mask[t / 8] >> (t % 8) & 1 == 0 {
-                row[t] = f32::NEG_INFINITY;
-            }
-        }
+    unsafe fn rows32<L: Logit>(logits: &mut [L], v: usize, rows: Rows<'_>) {
+        debug_assert_eq!(size_of::<L>(), 4);
+        let neg = _mm512_set1_epi32(L::NEG_INFINITY_BITS as u32 as i32);
+        rows.each(logits, v, |r, mask| {
+            // SAFETY: as in `rows16`, with 16 lanes of 4 bytes.
+            row::<L, 16>(r, mask, move |p, f| unsafe {
+                _mm512_mask_storeu_epi32(p.cast(), f as u16, neg)
+            });
+        });
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn rows64<L: Logit>(logits: &mut [L], v: usize, rows: Rows<'_>) {
+        debug_assert_eq!(size_of::<L>(), 8);
+        let neg = _mm512_set1_epi64(L::NEG_INFINITY_BITS as i64);
+        rows.each(logits, v, |r, mask| {
+            // SAFETY: as in `rows16`, with 8 lanes of 8 bytes.
+            row::<L, 8>(r, mask, move |p, f| unsafe {
+                _mm512_mask_storeu_epi64(p.cast(), f as u8, neg)
+            });
+        });
     }
 }
 
@@ -155,48 +292,92 @@ mod x86 {
 mod tests {
     use super::*;
 
-    /// The AVX-512 path (used for rows of 4096 logits and more, where it measured about 1.7x
-    /// faster than the scalar loop: the mask of a large vocabulary touches most cache lines)
-    /// writes exactly what the scalar `mask_row` writes, bit for bit, for row lengths around
-    /// and past every vector boundary and masks of every density. The scalar `mask_row` is
-    /// checked against an independent computation in the integration tests.
-    #[test]
-    fn avx512_mask_equals_the_scalar_mask() {
+    fn splitmix(z: &mut u64) -> u64 {
+        *z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut x = *z;
+        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        x ^ (x >> 31)
+    }
+
+    /// Per dtype: the dispatched `mask_rows` (AVX-512 masked stores on a CPU that has them)
+    /// writes exactly what the portable `mask_row` writes, bit for bit, on several rows of
+    /// one strided buffer (the padding between rows untouched), for row lengths around and
+    /// past every vector boundary and masks of every density. `mask_row` itself is checked
+    /// against an independent computation in the integration tests.
+    fn dispatched_equals_portable<L: Logit + PartialEq + std::fmt::Debug>(
+        from_bits: impl Fn(u64) -> L,
+        bits: impl Fn(L) -> u64,
+    ) {
         #[cfg(target_arch = "x86_64")]
-        {
-            if !std::arch::is_x86_feature_detected!("avx512f") {
-                eprintln!("no AVX-512 on this CPU: only the scalar path runs here");
-                return;
-            }
-            let mut z = 1u64;
-            let mut next = move || {
-                z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-                let mut x = z;
-                x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-                x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-                x ^ (x >> 31)
-            };
-            for v in (1..=70usize).chain([255, 256, 300, 4095, 4096, 4097, 131_072]) {
-                for density in 0..=8u64 {
-                    let mut mask = vec![0u8; v.div_ceil(64) * 8];
-                    for (i, b) in mask.iter_mut().enumerate() {
-                        *b = (0..8).fold(0u8, |acc, j| acc | (u8::from(next() % 8 < density) << j));
-                        if i * 8 >= v {
-                            *b = 0;
+        if !x86::available::<L>() {
+            eprintln!("no AVX-512 on this CPU: the dispatch takes the portable path");
+        }
+        let mut z = 1u64;
+        for v in (1..=70usize).chain([127, 128, 129, 255, 256, 300, 4095, 4096, 4097, 131_072]) {
+            let rows = if v > 5000 { 2 } else { 3 };
+            let stride = v + 5;
+            for density in 0..=8u64 {
+                let masks: Vec<Vec<u8>> = (0..rows)
+                    .map(|_| {
+                        let mut mask = vec![0u8; v.div_ceil(64) * 8];
+                        for (i, b) in mask.iter_mut().enumerate() {
+                            *b = (0..8).fold(0u8, |acc, j| {
+                                acc | (u8::from(splitmix(&mut z) % 8 < density) << j)
+                            });
+                            if i * 8 >= v {
+                                *b = 0;
+                            }
                         }
-                    }
-                    let row: Vec<f32> = (0..v).map(|i| f32::from_bits(next() as u32 ^ i as u32)).collect();
-                    let mut want = row.clone();
-                    mask_row(&mut want, &mask);
-                    let mut got = row.clone();
-                    x86::mask_f32_avx512(&mut got, &mask);
-                    let bits = |r: &[f32]| r.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                    assert_eq!(bits(&got), bits(&want), "v={v} density={density}");
-                    let mut dispatched = row.clone();
-                    <f32 as Logit>::mask_row(&mut dispatched, &mask);
-                    assert_eq!(bits(&dispatched), bits(&want), "dispatch v={v}");
+                        mask
+                    })
+                    .collect();
+                let buf: Vec<L> = (0..rows * stride).map(|_| from_bits(splitmix(&mut z))).collect();
+                let mut want = buf.clone();
+                for (r, m) in masks.iter().enumerate() {
+                    mask_row(&mut want[r * stride..r * stride + v], m);
                 }
+                let mut got = buf.clone();
+                let all: Vec<u8> = masks.concat();
+                let states: Vec<u16> = (0..rows as u16).collect();
+                let finished = vec![false; rows];
+                let batch = Rows {
+                    states: &states,
+                    finished: &finished,
+                    masks: &all,
+                    width: masks[0].len(),
+                    stride,
+                };
+                mask_rows(&mut got, v, batch);
+                let b = |x: &[L]| x.iter().map(|&y| bits(y)).collect::<Vec<_>>();
+                assert_eq!(b(&got), b(&want), "v={v} density={density}");
+                let mut one = buf[..v].to_vec();
+                mask_one(&mut one, &masks[0]);
+                assert_eq!(b(&one), b(&want[..v]), "one row, v={v} density={density}");
             }
         }
+    }
+
+    #[test]
+    fn masked_stores_equal_the_portable_mask_f32() {
+        dispatched_equals_portable::<f32>(|x| f32::from_bits(x as u32), |x| u64::from(x.to_bits()));
+    }
+    #[test]
+    fn masked_stores_equal_the_portable_mask_f64() {
+        dispatched_equals_portable::<f64>(f64::from_bits, f64::to_bits);
+    }
+    #[test]
+    fn masked_stores_equal_the_portable_mask_f16() {
+        dispatched_equals_portable::<half::f16>(
+            |x| half::f16::from_bits(x as u16),
+            |x| u64::from(x.to_bits()),
+        );
+    }
+    #[test]
+    fn masked_stores_equal_the_portable_mask_bf16() {
+        dispatched_equals_portable::<half::bf16>(
+            |x| half::bf16::from_bits(x as u16),
+            |x| u64::from(x.to_bits()),
+        );
     }
 }

@@ -309,6 +309,12 @@ impl<'a> Tables<'a> {
         }
     }
 
+    /// Bytes per state in the mask table.
+    #[inline]
+    pub(crate) fn mask_bytes(&self) -> usize {
+        self.mask_words as usize * 8
+    }
+
     /// The allowed next tokens in `state` (empty for the dead state and for states past the
     /// table).
     #[inline]
@@ -435,7 +441,7 @@ impl<'a> Mask<'a> {
                 got: logits.len(),
             }));
         }
-        crate::logit::mask_row(logits, self.bytes);
+        crate::logit::mask_one(logits, self.bytes);
         Ok(())
     }
 }
