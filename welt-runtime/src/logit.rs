@@ -123,8 +123,9 @@ mod sealed {
 ///
 /// Masks of real decoders are runs: whole 64-token words are either kept (skipped) or
 /// forbidden, and a mixed word is mostly whole bytes (for the byte decoder at a character
-/// boundary, 0xC0-0xFF is `fc ff ff ff ff ff 1f 00`). This is the hot loop of
-/// `WordBatch::apply_mask`; `welt bench` showed where its time went, hence:
+/// boundary, 0xC0-0xFF is `fc ff ff ff ff ff 1f 00`). This is the portable path of
+/// `WordBatch::apply_mask` (CPUs without AVX-512, and the tails of long rows); `welt bench`
+/// showed where its time went, hence:
 ///
 /// - a whole forbidden word is written through a `[L; 64]` array, so the compiler emits a
 ///   fixed run of vector stores instead of a loop that recomputes the chunk's length and tail;
