@@ -15,14 +15,14 @@ fn step(c: &mut Criterion) {
     let corpus = Corpus::standard().expect("the bench corpus");
     // The same guarantee as `welt bench`: every replayed token is allowed by welt's mask, and
     // welt and the reference port finish the same words at the same steps.
-    check(&corpus, BATCH, 8192).expect("welt and the reference port agree on the corpus");
+    let replay = check(&corpus, BATCH, 8192).expect("welt and the reference port agree on the corpus");
     let mut group = c.benchmark_group("step_b32_v256_f32");
     // One element = one row advanced by one token: criterion reports row-tokens per second.
     group.throughput(Throughput::Elements(BATCH as u64));
     for mode in Mode::ALL {
-        let mut load = Workload::new(mode, &corpus, BATCH).expect("a workload");
-        // Rows restart with their next word when they finish and the corpus wraps around,
-        // so the workload can run for as many steps as criterion asks.
+        let mut load = Workload::new(mode, &replay).expect("a workload");
+        // Rows restart with their next word when they finish and the replay starts over at
+        // its end, so the workload can run for as many steps as criterion asks.
         group.bench_function(mode.name(), |b| b.iter(|| load.run(1).expect("a step")));
     }
     group.finish();

@@ -12,21 +12,26 @@
 //!   (AVX-512, else AVX2), as welt's mask uses AVX-512 masked stores where it can;
 //! - `floor_baseline`: the same pass as the compiler writes it for the baseline x86-64
 //!   target (16-byte SSE2 stores). Reported for comparison with numbers measured before
-//!   welt's mask used wider stores; the targets are judged against `floor`.
+//!   welt's mask used wider stores; the targets are judged against `floor`;
+//! - `welt_no_mask`: `welt` without the mask, so that `welt - welt_no_mask` is the mask's own
+//!   cost.
 //!
 //! The token streams stand in for what a sampler would pick from the masked logits. They
 //! come from a corpus of words generated here with a seeded PRNG, so every run measures the
 //! same bytes: mixed scripts (ASCII, accented Latin, Greek, Cyrillic, Arabic, CJK, emoji),
 //! words ended by several kinds of whitespace (U+00A0, U+2009, U+3000 ... included), by EOS,
 //! or by the 16-byte limit, and words that begin with whitespace and so never stop by the
-//! rule. Each row walks the corpus in its own order; when a row finishes it is reset and
-//! goes on with its next word. The logits are not refilled between steps (the model's cost
-//! is not ours), for every mode alike.
+//! rule. Each row walks the corpus in its own order; when a row finishes, its next word
+//! starts. The logits are not refilled between steps (the model's cost is not ours), for
+//! every mode alike.
 //!
 //! Before anything is timed, welt and the reference port are run side by side over exactly
-//! the steps that will be timed: every token must be allowed by welt's mask (and so by the
-//! reference's), and both must finish the same rows at the same steps. Timed blocks then
-//! have to reproduce the same counts of finished words, or the run fails.
+//! the steps that will be timed ([`check`]): every token must be allowed by welt's mask (and
+//! so by the reference's), and both must finish the same rows at the same steps. That pass
+//! records each step's tokens ([`Replay`]); a timed step copies its row of tokens, as a
+//! sampler would write them, and restarts the finished rows with `restart_finished`, so that
+//! what is timed is the engine, not the walk over the corpus. Timed blocks then have to
+//! reproduce the same counts of finished words, or the run fails.
 
 use std::error::Error;
 use std::hint::black_box;
@@ -452,9 +457,9 @@ trait Stepper {
     type Err: Error + 'static;
     fn apply_mask(&self, logits: &mut [f32]) -> Result<(), Self::Err>;
     fn advance(&mut self, tokens: &mut [u32]) -> Result<usize, Self::Err>;
-    fn finished(&self) -> &[bool];
     fn stopped(&self) -> &[bool];
-    fn reset_row(&mut self, row: usize) -> Result<(), Self::Err>;
+    fn restart_finished(&mut self) -> usize;
+    fn reset(&mut self);
 }
 
 impl Stepper for WordBatch<'_> {
@@ -468,16 +473,15 @@ impl Stepper for WordBatch<'_> {
         WordBatch::advance(self, tokens)
     }
     #[inline]
-    fn finished(&self) -> &[bool] {
-        WordBatch::finished(self)
-    }
-    #[inline]
     fn stopped(&self) -> &[bool] {
         WordBatch::stopped(self)
     }
     #[inline]
-    fn reset_row(&mut self, row: usize) -> Result<(), Self::Err> {
-        WordBatch::reset_row(self, row)
+    fn restart_finished(&mut self) -> usize {
+        WordBatch::restart_finished(self)
+    }
+    fn reset(&mut self) {
+        WordBatch::reset(self)
     }
 }
 
@@ -492,16 +496,15 @@ impl Stepper for ReferenceBatch {
         ReferenceBatch::advance(self, tokens)
     }
     #[inline]
-    fn finished(&self) -> &[bool] {
-        ReferenceBatch::finished(self)
-    }
-    #[inline]
     fn stopped(&self) -> &[bool] {
         ReferenceBatch::stopped(self)
     }
     #[inline]
-    fn reset_row(&mut self, row: usize) -> Result<(), Self::Err> {
-        ReferenceBatch::reset_row(self, row)
+    fn restart_finished(&mut self) -> usize {
+        ReferenceBatch::restart_finished(self)
+    }
+    fn reset(&mut self) {
+        ReferenceBatch::reset(self)
     }
 }
 
@@ -520,47 +523,91 @@ impl Stepper for NoMask<'_, '_> {
         self.0.advance(tokens)
     }
     #[inline]
-    fn finished(&self) -> &[bool] {
-        self.0.finished()
-    }
-    #[inline]
     fn stopped(&self) -> &[bool] {
         self.0.stopped()
     }
     #[inline]
-    fn reset_row(&mut self, row: usize) -> Result<(), Self::Err> {
-        self.0.reset_row(row)
+    fn restart_finished(&mut self) -> usize {
+        self.0.restart_finished()
+    }
+    fn reset(&mut self) {
+        self.0.reset()
     }
 }
 
-/// One decoding step as a caller would run it: mask, sample (here: replay), advance, restart
-/// the rows that finished.
+/// One decoding step as a caller would run it: mask, sample (here: the recorded token of
+/// each row), advance, count the words that finished and start the next word in their rows.
 #[inline]
 fn step<S: Stepper>(
     s: &mut S,
-    corpus: &Corpus,
     logits: &mut [f32],
     tokens: &mut [u32],
-    cursors: &mut Cursors,
+    sampled: &[u32],
     finishes: &mut Finishes,
 ) -> Result<(), Box<dyn Error>> {
     s.apply_mask(logits)?;
-    cursors.gather(corpus, tokens)?;
+    tokens.copy_from_slice(sampled);
     s.advance(tokens)?;
-    for row in 0..tokens.len() {
-        if s.finished()[row] {
-            if s.stopped()[row] {
-                finishes.stops += 1;
-            } else {
-                finishes.limits += 1;
-            }
-            s.reset_row(row)?;
-            cursors.next_word(corpus, row);
-        } else {
-            cursors.pos[row] += 1;
+    // Rows stop only in the step they finish (restarting clears the flag).
+    let stops = s.stopped().iter().filter(|&&x| x).count();
+    let finished = s.restart_finished();
+    finishes.stops += stops as u64;
+    finishes.limits += finished.saturating_sub(stops) as u64;
+    Ok(())
+}
+
+/// `steps` steps of `s` over the replay from step `*next`, starting the words over at its end.
+#[inline]
+fn run_steps<S: Stepper>(
+    s: &mut S,
+    logits: &mut [f32],
+    tokens: &mut [u32],
+    replay: &Replay,
+    next: &mut usize,
+    steps: usize,
+    finishes: &mut Finishes,
+) -> Result<(), Box<dyn Error>> {
+    for _ in 0..steps {
+        if *next == replay.steps() {
+            s.reset();
+            *next = 0;
         }
+        step(s, logits, tokens, replay.step(*next), finishes)?;
+        *next += 1;
     }
     Ok(())
+}
+
+/// The tokens of the timed steps, recorded by [`check`] while it walked the corpus:
+/// `tokens[s * batch..][..batch]` are step `s`'s tokens, one per row. Replaying them stands
+/// in for the sampler; each row's tokens are its words one after the other, so a row that
+/// finishes a word and is restarted goes straight on with its next one.
+#[derive(Clone, Debug)]
+pub struct Replay {
+    batch: usize,
+    tokens: Vec<u32>,
+    finishes: Finishes,
+}
+
+impl Replay {
+    /// Rows.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+    /// Steps recorded.
+    pub fn steps(&self) -> usize {
+        self.tokens.len() / self.batch.max(1)
+    }
+    /// How the words finished over all the steps.
+    pub fn finishes(&self) -> Finishes {
+        self.finishes
+    }
+    /// Step `s`'s tokens.
+    fn step(&self, s: usize) -> &[u32] {
+        self.tokens
+            .get(s * self.batch..(s + 1) * self.batch)
+            .unwrap_or_default()
+    }
 }
 
 /// What is measured.
@@ -614,43 +661,45 @@ enum Engine {
     WeltNoMask(WordBatch<'static>),
 }
 
-/// One mode at one batch size, ready to run steps: its batch, its own `B x 256` logits, the
-/// token buffer and the rows' places in the corpus. Built (and [reset](Workload::reset))
-/// outside the timed region; [`Workload::run`] allocates nothing.
-pub struct Workload<'c> {
+/// One mode at one batch size, ready to run steps: its batch, its own `B x 256` logits and
+/// the token buffer, over a [`Replay`]. Built (and [reset](Workload::reset)) outside the timed
+/// region; [`Workload::run`] allocates nothing.
+pub struct Workload<'r> {
     mode: Mode,
-    corpus: &'c Corpus,
+    replay: &'r Replay,
     engine: Engine,
     /// The logits are `logits[at..at + B * 256]`, where the buffer is 64-byte aligned.
     logits: Vec<f32>,
     at: usize,
     tokens: Vec<u32>,
-    cursors: Cursors,
+    /// The next step of the replay.
+    next: usize,
     finishes: Finishes,
 }
 
-impl<'c> Workload<'c> {
-    /// A fresh workload of `batch` rows.
-    pub fn new(mode: Mode, corpus: &'c Corpus, batch: usize) -> Result<Workload<'c>, Box<dyn Error>> {
-        if corpus.is_empty() {
-            return Err("the corpus has no word".into());
+impl<'r> Workload<'r> {
+    /// A fresh workload for `replay`'s batch.
+    pub fn new(mode: Mode, replay: &'r Replay) -> Result<Workload<'r>, Box<dyn Error>> {
+        if replay.steps() == 0 {
+            return Err("the replay has no step".into());
         }
+        let batch = replay.batch();
         let mut w = Workload {
             mode,
-            corpus,
+            replay,
             engine: Engine::Floor,
             logits: vec![0.0; batch * VOCAB + 16],
             at: 0,
             tokens: vec![0; batch],
-            cursors: Cursors::new(corpus, batch),
+            next: 0,
             finishes: Finishes::default(),
         };
         w.reset()?;
         Ok(w)
     }
 
-    /// Back to the first step: new empty words, every row at its first word, the logits
-    /// refilled (the same values for every mode).
+    /// Back to the first step: new empty words in every row, the logits refilled (the same
+    /// values for every mode).
     pub fn reset(&mut self) -> Result<(), Box<dyn Error>> {
         let batch = self.tokens.len();
         self.engine = match self.mode {
@@ -669,32 +718,29 @@ impl<'c> Workload<'c> {
         for (i, x) in self.logits[self.at..self.at + n].iter_mut().enumerate() {
             *x = (i % 17) as f32 * 0.25 - 2.0;
         }
-        self.cursors = Cursors::new(self.corpus, batch);
+        self.next = 0;
         self.finishes = Finishes::default();
         Ok(())
     }
 
-    /// Runs `steps` decoding steps.
+    /// Runs `steps` decoding steps. At the end of the replay the words start over from the
+    /// first step (criterion runs as many steps as it likes).
     pub fn run(&mut self, steps: usize) -> Result<(), Box<dyn Error>> {
-        let (corpus, logits, tokens, cursors, finishes) = (
-            self.corpus,
+        let (replay, logits, tokens, finishes) = (
+            self.replay,
             &mut self.logits[self.at..self.at + self.tokens.len() * VOCAB],
             &mut self.tokens[..],
-            &mut self.cursors,
             &mut self.finishes,
         );
+        let mut next = self.next;
         // One match outside the loop: each mode's loop is monomorphic.
-        match &mut self.engine {
-            Engine::Welt(b) => {
-                (0..steps).try_for_each(|_| step(b, corpus, logits, tokens, cursors, finishes))
-            }
-            Engine::Reference(b) => {
-                (0..steps).try_for_each(|_| step(b, corpus, logits, tokens, cursors, finishes))
-            }
-            Engine::WeltNoMask(b) => (0..steps).try_for_each(|_| {
+        let r = match &mut self.engine {
+            Engine::Welt(b) => run_steps(b, logits, tokens, replay, &mut next, steps, finishes),
+            Engine::Reference(b) => run_steps(b, logits, tokens, replay, &mut next, steps, finishes),
+            Engine::WeltNoMask(b) => {
                 let mut no_mask = NoMask(b);
-                step(&mut no_mask, corpus, logits, tokens, cursors, finishes)
-            }),
+                run_steps(&mut no_mask, logits, tokens, replay, &mut next, steps, finishes)
+            }
             Engine::Floor => {
                 for _ in 0..steps {
                     floor_pass(logits);
@@ -710,7 +756,9 @@ impl<'c> Workload<'c> {
                 }
                 Ok(())
             }
-        }
+        };
+        self.next = next;
+        r
     }
 
     /// The words finished since the last reset (always zero for the floors).
@@ -867,7 +915,7 @@ mod wide {
 /// the timed blocks will: each token must be allowed by welt's mask — so by the reference's,
 /// which allows a superset, checked too — and both must finish the same rows at the same
 /// steps. Returns the words finished.
-pub fn check(corpus: &Corpus, batch: usize, steps: usize) -> Result<Finishes, Box<dyn Error>> {
+pub fn check(corpus: &Corpus, batch: usize, steps: usize) -> Result<Replay, Box<dyn Error>> {
     let mut welt = WordBatch::new(Utf8Words::TABLES, batch)?;
     let mut port = ReferenceBatch::new(batch)?;
     let mut cursors = Cursors::new(corpus, batch);
@@ -876,6 +924,7 @@ pub fn check(corpus: &Corpus, batch: usize, steps: usize) -> Result<Finishes, Bo
     let mut welt_logits = vec![0.0f32; batch * VOCAB];
     let mut port_logits = vec![0.0f32; batch * VOCAB];
     let mut finishes = Finishes::default();
+    let mut recorded = Vec::with_capacity(steps * batch);
     for s in 0..steps {
         welt_logits.fill(0.0);
         port_logits.fill(0.0);
@@ -900,6 +949,7 @@ pub fn check(corpus: &Corpus, batch: usize, steps: usize) -> Result<Finishes, Bo
                 .into());
             }
         }
+        recorded.extend_from_slice(&tokens);
         port_tokens.copy_from_slice(&tokens);
         welt.advance(&mut tokens)?;
         port.advance(&mut port_tokens)?;
@@ -936,7 +986,11 @@ pub fn check(corpus: &Corpus, batch: usize, steps: usize) -> Result<Finishes, Bo
             }
         }
     }
-    Ok(finishes)
+    Ok(Replay {
+        batch,
+        tokens: recorded,
+        finishes,
+    })
 }
 
 /// The measurements of one batch size.
@@ -1046,10 +1100,11 @@ pub fn measure(
     steps: usize,
     rounds: usize,
 ) -> Result<BatchResult, Box<dyn Error>> {
-    let expected = check(corpus, batch, steps)?;
+    let replay = check(corpus, batch, steps)?;
+    let expected = replay.finishes();
     let mut loads = Mode::ALL
         .iter()
-        .map(|&m| Workload::new(m, corpus, batch))
+        .map(|&m| Workload::new(m, &replay))
         .collect::<Result<Vec<_>, _>>()?;
     for w in &mut loads {
         w.run(steps.div_ceil(4))?;
@@ -1409,15 +1464,24 @@ mod tests {
         let corpus = Corpus::generate(256, 1).unwrap();
         for b in [1, 3, 32] {
             let steps = 600 / b;
-            let expected = check(&corpus, b, steps).unwrap();
+            let replay = check(&corpus, b, steps).unwrap();
+            let expected = replay.finishes();
             assert!(expected.stops > 0);
-            for mode in [Mode::Welt, Mode::ReferencePort] {
-                let mut w = Workload::new(mode, &corpus, b).unwrap();
+            assert_eq!(replay.steps(), steps);
+            for mode in [Mode::Welt, Mode::ReferencePort, Mode::WeltNoMask] {
+                let mut w = Workload::new(mode, &replay).unwrap();
                 w.run(steps).unwrap();
                 assert_eq!(w.finishes(), expected, "{mode:?} B={b}");
                 w.reset().unwrap();
                 w.run(steps).unwrap();
                 assert_eq!(w.finishes(), expected, "{mode:?} B={b} after reset");
+                // Past the end the words start over: twice the finishes after twice the steps.
+                w.run(steps).unwrap();
+                let twice = Finishes {
+                    stops: 2 * expected.stops,
+                    limits: 2 * expected.limits,
+                };
+                assert_eq!(w.finishes(), twice, "{mode:?} B={b} wrapped around");
             }
         }
     }

@@ -323,6 +323,29 @@ impl ReferenceBatch {
         self.running == 0
     }
 
+    /// Starts a new, empty word in every finished row and returns how many (as
+    /// `WordBatch::restart_finished`, with no branch on the rows either).
+    pub fn restart_finished(&mut self) -> usize {
+        let mut restarted = 0;
+        for ((len, stopped), finished) in self.len.iter_mut().zip(&mut self.stopped).zip(&mut self.finished) {
+            let f = *finished;
+            *len = if f { 0 } else { *len };
+            *stopped &= !f;
+            *finished = false;
+            restarted += usize::from(f);
+        }
+        self.running += restarted;
+        restarted
+    }
+
+    /// Starts every row over with an empty word.
+    pub fn reset(&mut self) {
+        self.len.fill(0);
+        self.stopped.fill(false);
+        self.finished.fill(false);
+        self.running = self.len.len();
+    }
+
     /// Starts a new, empty word in `row`.
     pub fn reset_row(&mut self, row: usize) -> Result<(), ReferenceError> {
         if row >= self.batch_size() {

@@ -588,6 +588,51 @@ fn reset_and_reset_row_start_new_words() {
     assert_eq!(b.max_word_len(), 16, "reset keeps the limit");
 }
 
+/// `restart_finished` does what `reset_row` on each finished row does, and only that, at
+/// every step of a long run with rows finishing by stop, by EOS and by the length limit
+/// (tokens drawn from each row's mask with a fixed seed).
+#[test]
+fn restart_finished_equals_reset_row_on_the_finished_rows() {
+    let mut z = 7u64;
+    let mut rand = move || {
+        z ^= z << 13;
+        z ^= z >> 7;
+        z ^= z << 17;
+        z
+    };
+    let mut fast = WordBatch::new(tables(), 7).unwrap();
+    fast.set_max_word_len(6).unwrap();
+    let mut slow = fast.clone();
+    let (mut stops, mut limits) = (0, 0);
+    for step in 0..2000 {
+        let mut tokens: Vec<u32> = (0..7)
+            .map(|r| {
+                let allowed: Vec<u32> = fast.mask(r).unwrap().iter().collect();
+                // Favour spaces, so that words stop often.
+                if rand() % 4 == 0 && allowed.contains(&u32::from(b' ')) {
+                    u32::from(b' ')
+                } else {
+                    allowed[rand() as usize % allowed.len()]
+                }
+            })
+            .collect();
+        let mut same = tokens.clone();
+        fast.advance(&mut tokens).unwrap();
+        slow.advance(&mut same).unwrap();
+        assert_eq!(tokens, same);
+        let finished: Vec<usize> = (0..7).filter(|&r| slow.finished()[r]).collect();
+        stops += finished.iter().filter(|&&r| slow.stopped()[r]).count();
+        limits += finished.iter().filter(|&&r| !slow.stopped()[r]).count();
+        for &r in &finished {
+            slow.reset_row(r).unwrap();
+        }
+        assert_eq!(fast.restart_finished(), finished.len(), "step {step}");
+        assert_eq!(snapshot(&fast), snapshot(&slow), "step {step}");
+        assert_eq!(fast.running(), 7);
+    }
+    assert!(stops > 100 && limits > 100, "stops {stops}, limits {limits}");
+}
+
 /// The same batch as masks over every logit type.
 trait TestLogit: Logit + PartialEq + std::fmt::Debug {
     fn from_f32(x: f32) -> Self;

@@ -246,6 +246,43 @@ impl<'t> WordBatch<'t> {
         self.running = self.state.len();
     }
 
+    /// Starts a new, empty word in every finished row and returns how many: continuous
+    /// batching, where each row writes word after word and a finished row goes straight on
+    /// to its next word (read its word and [`stopped`](WordBatch::stopped) flag first).
+    /// Running rows are left as they are. The same as [`WordBatch::reset_row`] on each
+    /// finished row, without a branch on which rows those are (`welt bench`: a loop of
+    /// `reset_row` behind an `if finished` paid a mispredicted branch per word).
+    ///
+    /// ```
+    /// use welt_runtime::{Utf8Words, WordBatch};
+    /// let mut batch = WordBatch::for_decoder::<Utf8Words>(2).unwrap();
+    /// batch.advance(&mut [b'a' as u32, b'b' as u32]).unwrap();
+    /// batch.advance(&mut [b' ' as u32, b'c' as u32]).unwrap(); // "a " is complete
+    /// assert_eq!(batch.restart_finished(), 1);
+    /// assert_eq!(batch.lengths(), &[0, 2]);
+    /// assert_eq!(batch.running(), 2);
+    /// ```
+    pub fn restart_finished(&mut self) -> usize {
+        let start = self.tables.start();
+        let mut restarted = 0;
+        for (((state, len), stopped), finished) in self
+            .state
+            .iter_mut()
+            .zip(&mut self.len)
+            .zip(&mut self.stopped)
+            .zip(&mut self.finished)
+        {
+            let f = *finished;
+            *state = if f { start } else { *state };
+            *len = if f { 0 } else { *len };
+            *stopped &= !f;
+            *finished = false;
+            restarted += usize::from(f);
+        }
+        self.running += restarted;
+        restarted
+    }
+
     /// Starts a new, empty word in `row`.
     pub fn reset_row(&mut self, row: usize) -> Result<(), Error> {
         self.check_row(row)?;
