@@ -6,6 +6,103 @@ use crate::sequence::walk_prefix;
 use crate::tables::{split, Mask, Tables, DEAD};
 use crate::Decoder;
 
+/// The first pass of `advance` (the portable code, and the rows after the AVX-512 blocks):
+/// each row's entry into `entries`, and the first running row whose token is out of range or
+/// forbidden. Changes nothing else.
+fn lookup_rows(
+    tables: &Tables<'_>,
+    tokens: &[u32],
+    states: &[u16],
+    finished: &[bool],
+    entries: &mut [u16],
+) -> Option<usize> {
+    let v = tables.vocab_size() as u32;
+    let mut bad_at = usize::MAX;
+    for (row, (((&token, &state), &finished), entry)) in
+        tokens.iter().zip(states).zip(finished).zip(entries).enumerate()
+    {
+        let in_range = token < v;
+        let e = tables.entry(state, if in_range { token } else { 0 });
+        let bad = !finished & (!in_range | (e & 0x7FFF == DEAD));
+        bad_at = bad_at.min(if bad { row } else { usize::MAX });
+        *entry = e;
+    }
+    (bad_at != usize::MAX).then_some(bad_at)
+}
+
+/// The second pass of `advance` (portable): every running row takes its entry's state, grows
+/// by one token, stops or finishes; finished rows report PAD. Returns the rows that finished.
+#[allow(clippy::too_many_arguments)]
+fn commit_rows(
+    tokens: &mut [u32],
+    entries: &[u16],
+    state: &mut [u16],
+    len: &mut [u32],
+    stopped: &mut [bool],
+    finished: &mut [bool],
+    max_len: u32,
+    pad: u32,
+) -> usize {
+    let mut newly_finished = 0;
+    for (((((token, &e), state), len), stopped), finished) in tokens
+        .iter_mut()
+        .zip(entries)
+        .zip(state)
+        .zip(len)
+        .zip(stopped)
+        .zip(finished)
+    {
+        let run = !*finished;
+        let (next, stop) = split(e);
+        let stop = stop & run;
+        *state = if run { next } else { *state };
+        *len += u32::from(run);
+        *stopped |= stop;
+        let ends = run & (stop | (*len >= max_len));
+        *finished |= ends;
+        newly_finished += usize::from(ends);
+        *token = if run { *token } else { pad };
+    }
+    newly_finished
+}
+
+/// `restart_finished` (portable): returns the rows restarted.
+fn restart_rows(
+    state: &mut [u16],
+    len: &mut [u32],
+    stopped: &mut [bool],
+    finished: &mut [bool],
+    start: u16,
+) -> usize {
+    let mut restarted = 0;
+    for (((state, len), stopped), finished) in state.iter_mut().zip(len).zip(stopped).zip(finished) {
+        let f = *finished;
+        *state = if f { start } else { *state };
+        *len = if f { 0 } else { *len };
+        *stopped &= !f;
+        *finished = false;
+        restarted += usize::from(f);
+    }
+    restarted
+}
+
+/// The AVX-512 code for a batch of `rows` over `tables`, where it can run and pays.
+fn simd_for<'t>(tables: &Tables<'t>, rows: usize) -> Simd<'t> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use crate::batch_simd::{Avx512, Gather, N};
+        if rows < N {
+            return None;
+        }
+        Some((Avx512::detect()?, Gather::new(tables)?))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (tables, rows);
+        None
+    }
+}
+
 /// B words generated in lockstep, as Hugging Face `generate` drives a batch: each step the
 /// caller masks the logits ([`WordBatch::apply_mask`]), samples one token per row and
 /// [`advances`](WordBatch::advance) the batch, until [`WordBatch::is_done`].
@@ -40,7 +137,15 @@ pub struct WordBatch<'t> {
     /// Each running row's entry for its token, found while checking the tokens and applied
     /// once all are valid: one table lookup per row, and nothing changes on an error.
     entries: Vec<u16>,
+    /// The AVX-512 code of `advance` and `restart_finished` runs when this is `Some`: x86-64
+    /// with AVX-512 F/BW/VL, tables whose offsets fit its gathers, and 16 rows or more.
+    simd: Simd<'t>,
 }
+
+#[cfg(target_arch = "x86_64")]
+type Simd<'t> = Option<(crate::batch_simd::Avx512, crate::batch_simd::Gather<'t>)>;
+#[cfg(not(target_arch = "x86_64"))]
+type Simd<'t> = Option<std::marker::PhantomData<&'t ()>>;
 
 impl<'t> WordBatch<'t> {
     /// `batch_size` empty words with the decoder's default word length limit.
@@ -57,6 +162,7 @@ impl<'t> WordBatch<'t> {
             finished: vec![false; batch_size],
             running: batch_size,
             entries: vec![0; batch_size],
+            simd: simd_for(&tables, batch_size),
         })
     }
 
@@ -152,24 +258,31 @@ impl<'t> WordBatch<'t> {
             }));
         }
         let v = self.tables.vocab_size() as u32;
-        // Pass 1 looks up every row's entry and only notes whether some running row's token
+        // Pass 1 looks up every row's entry and only notes the first running row whose token
         // is bad; nothing changes yet, so an error leaves the batch as it was. Both passes
         // are free of branches on the rows' data (a finished row looks up a harmless entry
         // and ignores it): which rows finish is unpredictable, and `welt bench` measured
-        // the branchy version at about 3 ns more per row.
-        let mut bad_at = usize::MAX;
-        for (row, (((&token, &state), &done), entry)) in tokens
-            .iter()
-            .zip(&self.state)
-            .zip(&self.finished)
-            .zip(&mut self.entries)
-            .enumerate()
-        {
-            let in_range = token < v;
-            let e = self.tables.entry(state, if in_range { token } else { 0 });
-            let bad = !done & (!in_range | (e & 0x7FFF == DEAD));
-            bad_at = bad_at.min(if bad { row } else { usize::MAX });
-            *entry = e;
+        // the branchy version at about 3 ns more per row. With AVX-512 whole blocks of 16
+        // rows go through `batch_simd` first (one gather for their 16 lookups).
+        let (mut done, mut bad_at) = (0, usize::MAX);
+        #[cfg(target_arch = "x86_64")]
+        if let Some((avx, g)) = self.simd {
+            let (rows, bad) =
+                crate::batch_simd::lookup(avx, &g, tokens, &self.state, &self.finished, &mut self.entries);
+            done = rows;
+            bad_at = bad.unwrap_or(usize::MAX);
+        }
+        if bad_at == usize::MAX {
+            // Every per-row array has `b` elements, and `done <= b`.
+            let d = done.min(b);
+            bad_at = lookup_rows(
+                &self.tables,
+                &tokens[d..],
+                &self.state[d..],
+                &self.finished[d..],
+                &mut self.entries[d..],
+            )
+            .map_or(usize::MAX, |r| d + r);
         }
         if let (Some(&token), Some(&state)) = (tokens.get(bad_at), self.state.get(bad_at)) {
             return Err(Error::new(if token >= v {
@@ -188,26 +301,30 @@ impl<'t> WordBatch<'t> {
         }
         let pad = self.tables.pad();
         let max_len = self.max_len;
-        let mut newly_finished = 0;
-        for (((((token, &e), state), len), stopped), finished) in tokens
-            .iter_mut()
-            .zip(&self.entries)
-            .zip(&mut self.state)
-            .zip(&mut self.len)
-            .zip(&mut self.stopped)
-            .zip(&mut self.finished)
-        {
-            let run = !*finished;
-            let (next, stop) = split(e);
-            let stop = stop & run;
-            *state = if run { next } else { *state };
-            *len += u32::from(run);
-            *stopped |= stop;
-            let ends = run & (stop | (*len >= max_len));
-            *finished |= ends;
-            newly_finished += usize::from(ends);
-            *token = if run { *token } else { pad };
+        let (mut done, mut newly_finished) = (0, 0);
+        #[cfg(target_arch = "x86_64")]
+        if let Some((avx, _)) = self.simd {
+            let rows = crate::batch_simd::Rows {
+                tokens,
+                entries: &self.entries,
+                state: &mut self.state,
+                len: &mut self.len,
+                stopped: &mut self.stopped,
+                finished: &mut self.finished,
+            };
+            (done, newly_finished) = crate::batch_simd::commit(avx, rows, max_len, pad);
         }
+        let d = done.min(b);
+        newly_finished += commit_rows(
+            &mut tokens[d..],
+            &self.entries[d..],
+            &mut self.state[d..],
+            &mut self.len[d..],
+            &mut self.stopped[d..],
+            &mut self.finished[d..],
+            max_len,
+            pad,
+        );
         self.running -= newly_finished;
         Ok(self.running)
     }
@@ -264,21 +381,26 @@ impl<'t> WordBatch<'t> {
     /// ```
     pub fn restart_finished(&mut self) -> usize {
         let start = self.tables.start();
-        let mut restarted = 0;
-        for (((state, len), stopped), finished) in self
-            .state
-            .iter_mut()
-            .zip(&mut self.len)
-            .zip(&mut self.stopped)
-            .zip(&mut self.finished)
-        {
-            let f = *finished;
-            *state = if f { start } else { *state };
-            *len = if f { 0 } else { *len };
-            *stopped &= !f;
-            *finished = false;
-            restarted += usize::from(f);
+        let (mut done, mut restarted) = (0, 0);
+        #[cfg(target_arch = "x86_64")]
+        if let Some((avx, _)) = self.simd {
+            (done, restarted) = crate::batch_simd::restart(
+                avx,
+                &mut self.state,
+                &mut self.len,
+                &mut self.stopped,
+                &mut self.finished,
+                start,
+            );
         }
+        let d = done.min(self.state.len());
+        restarted += restart_rows(
+            &mut self.state[d..],
+            &mut self.len[d..],
+            &mut self.stopped[d..],
+            &mut self.finished[d..],
+            start,
+        );
         self.running += restarted;
         restarted
     }
@@ -322,5 +444,161 @@ impl<'t> WordBatch<'t> {
             }));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Decoder, ErrorKind, Utf8Words};
+
+    fn xorshift(z: &mut u64) -> u64 {
+        *z ^= *z << 13;
+        *z ^= *z >> 7;
+        *z ^= *z << 17;
+        *z
+    }
+
+    /// Everything observable about a batch.
+    fn observe(b: &WordBatch<'_>) -> (Vec<u16>, Vec<u32>, Vec<bool>, Vec<bool>, usize) {
+        (
+            b.state.clone(),
+            b.len.clone(),
+            b.stopped.clone(),
+            b.finished.clone(),
+            b.running,
+        )
+    }
+
+    /// The AVX-512 `advance` and `restart_finished` (whole blocks of 16 rows, the rest
+    /// portable) against the portable code alone, step by step, on batches of every size
+    /// around the block boundaries, in both table layouts: the same results, the same errors
+    /// (first bad row, kind) with nothing changed, the same tokens written back. Tokens are
+    /// mostly allowed ones, with forbidden, out-of-range and junk tokens mixed in, and
+    /// finished rows, resets and limits along the way.
+    fn simd_equals_portable(tables: Tables<'_>) {
+        let mut z = 0x2545_F491_4F6C_DD1Du64;
+        let mut simd_runs = 0;
+        for b in [16usize, 17, 31, 32, 33, 47, 48, 64, 100] {
+            let mut fast = WordBatch::new(tables, b).unwrap();
+            if fast.simd.is_none() {
+                eprintln!("no AVX-512 F/BW/VL on this CPU: only the portable code runs here");
+                return;
+            }
+            let mut slow = fast.clone();
+            slow.simd = None;
+            for step in 0..400 {
+                let mut tokens: Vec<u32> = (0..b)
+                    .map(|r| {
+                        let allowed: Vec<u32> = slow.tables.mask(slow.state[r]).iter().collect();
+                        match xorshift(&mut z) % 50 {
+                            0 => tables.vocab_size() as u32 + (xorshift(&mut z) % 3) as u32,
+                            1 => u32::MAX,
+                            2 => xorshift(&mut z) as u32 % tables.vocab_size() as u32,
+                            _ if allowed.is_empty() => 0,
+                            _ => allowed[xorshift(&mut z) as usize % allowed.len()],
+                        }
+                    })
+                    .collect();
+                let mut same = tokens.clone();
+                let before = observe(&slow);
+                let (a, c) = (fast.advance(&mut tokens), slow.advance(&mut same));
+                match (&a, &c) {
+                    (Ok(x), Ok(y)) => assert_eq!(x, y, "B={b} step {step}"),
+                    (Err(x), Err(y)) => {
+                        assert_eq!(x.kind(), y.kind(), "B={b} step {step}");
+                        assert_eq!(observe(&slow), before, "an error changed the portable batch");
+                    }
+                    _ => panic!("B={b} step {step}: {a:?} against {c:?}"),
+                }
+                assert_eq!(tokens, same, "B={b} step {step}: tokens written back");
+                assert_eq!(observe(&fast), observe(&slow), "B={b} step {step}");
+                simd_runs += 1;
+                match xorshift(&mut z) % 8 {
+                    0 => {
+                        let row = xorshift(&mut z) as usize % b;
+                        fast.reset_row(row).unwrap();
+                        slow.reset_row(row).unwrap();
+                    }
+                    1 => {
+                        let max = 1 + (xorshift(&mut z) % 20) as u32;
+                        fast.set_max_word_len(max).unwrap();
+                        slow.set_max_word_len(max).unwrap();
+                    }
+                    2 | 3 => {}
+                    _ => assert_eq!(
+                        fast.restart_finished(),
+                        slow.restart_finished(),
+                        "B={b} step {step}"
+                    ),
+                }
+                assert_eq!(
+                    observe(&fast),
+                    observe(&slow),
+                    "B={b} step {step} after the restart"
+                );
+            }
+        }
+        assert!(simd_runs > 0);
+    }
+
+    #[test]
+    fn simd_advance_equals_portable_direct_layout() {
+        simd_equals_portable(Utf8Words::TABLES);
+    }
+
+    #[test]
+    fn simd_advance_equals_portable_class_layout() {
+        let mut spec = kernels_gen::DecoderSpec::utf8_bytes();
+        spec.layout = kernels_gen::Layout::Classes;
+        let blob = kernels_gen::generate(&spec).unwrap().to_blob();
+        let tables = Tables::from_bytes(&blob).unwrap();
+        assert!(tables.token_classes().is_some());
+        simd_equals_portable(tables);
+    }
+
+    #[test]
+    fn an_error_in_a_simd_block_names_the_first_bad_row() {
+        let mut b = WordBatch::new(Utf8Words::TABLES, 40).unwrap();
+        let mut tokens = vec![u32::from(b'a'); 40];
+        tokens[5] = 0x80; // a continuation byte cannot start a word
+        tokens[3] = 999; // out of range, and first
+        tokens[37] = 0x80; // in the portable tail
+        let e = b.advance(&mut tokens).unwrap_err();
+        assert_eq!(
+            e.kind(),
+            ErrorKind::TokenOutOfRange {
+                token: 999,
+                vocab: 256,
+                at: 3
+            }
+        );
+        tokens[3] = u32::from(b'a');
+        let e = b.advance(&mut tokens).unwrap_err();
+        assert!(
+            matches!(
+                e.kind(),
+                ErrorKind::TokenNotAllowed {
+                    token: 0x80,
+                    at: 5,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        tokens[5] = u32::from(b'a');
+        let e = b.advance(&mut tokens).unwrap_err();
+        assert!(
+            matches!(
+                e.kind(),
+                ErrorKind::TokenNotAllowed {
+                    token: 0x80,
+                    at: 37,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(b.lengths().iter().all(|&l| l == 0), "errors changed nothing");
     }
 }

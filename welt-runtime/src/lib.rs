@@ -29,15 +29,18 @@
 //! control character or one or more word characters followed by one whitespace character,
 //! or when EOS is generated.
 
-// `unsafe` is allowed in two modules only, every use with a SAFETY comment and a test: the
-// AVX-512 mask stores for large rows (x86-64, after run-time CPU feature detection) and the
-// CUDA module (kernel launches, `DeviceRepr` for the ABI structs).
+// `unsafe` is allowed in three modules only, every use with a SAFETY comment and a test: the
+// AVX-512 masked stores of the mask (`logit`) and the AVX-512 advance (`batch_simd`), both on
+// x86-64 after run-time CPU feature detection, and the CUDA module (kernel launches,
+// `DeviceRepr` for the ABI structs).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 extern crate self as welt_runtime;
 
 mod batch;
+#[cfg(target_arch = "x86_64")]
+mod batch_simd;
 #[cfg(feature = "cuda")]
 #[allow(unsafe_code)]
 pub mod cuda;

@@ -309,6 +309,13 @@ impl<'a> Tables<'a> {
         }
     }
 
+    /// The blob, and where the class table and the entry table start in it (for the
+    /// AVX-512 gathers of `WordBatch::advance`).
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) fn blob_layout(&self) -> (&'a [u8], usize, usize) {
+        (self.blob, HEADER_LEN, HEADER_LEN + self.class_of.len())
+    }
+
     /// Bytes per state in the mask table.
     #[inline]
     pub(crate) fn mask_bytes(&self) -> usize {
