@@ -110,15 +110,30 @@ fn input(kind: crate::ErrorKind) -> CudaError {
 }
 
 /// Whether a CUDA driver library can be loaded here.
+#[cfg(not(feature = "candle-cuda"))]
 pub fn driver_present() -> bool {
     // SAFETY: only tries to open the driver library by its usual names; nothing is called.
     unsafe { cudarc::driver::sys::is_culib_present() }
 }
 
 /// Whether the NVRTC library can be loaded here.
+#[cfg(not(feature = "candle-cuda"))]
 pub fn nvrtc_present() -> bool {
     // SAFETY: only tries to open the NVRTC library by its usual names; nothing is called.
     unsafe { cudarc::nvrtc::sys::is_culib_present() }
+}
+
+/// Whether a CUDA driver library can be loaded here: with `candle-cuda` cudarc links CUDA at
+/// build time (candle's `dynamic-linking`), so a program that runs has it.
+#[cfg(feature = "candle-cuda")]
+pub fn driver_present() -> bool {
+    true
+}
+
+/// Whether the NVRTC library can be loaded here (linked at build time with `candle-cuda`).
+#[cfg(feature = "candle-cuda")]
+pub fn nvrtc_present() -> bool {
+    true
 }
 
 /// Compiles a decoder's CUDA source to PTX with NVRTC for `arch` (e.g. `"sm_90"`; `None`: the
@@ -190,7 +205,35 @@ impl CudaDecoder {
         unsafe { ctx.disable_event_tracking() };
         // A stream of its own: CUDA graphs cannot capture the legacy default stream.
         let stream = ctx.new_stream()?;
-        let module = ctx.load_module(ptx)?;
+        CudaDecoder::load(tables, ptx, stream)
+    }
+
+    /// Loads tables and their CUDA source (or PTX) on an existing stream — another library's,
+    /// such as candle's, so that welt's kernels and that library's work are ordered on one
+    /// stream and share its buffers. The stream's context is left as it is (event tracking
+    /// included).
+    pub fn on_stream(
+        tables: Tables<'static>,
+        cuda_source: &str,
+        ptx: Option<Ptx>,
+        stream: Arc<CudaStream>,
+    ) -> Result<CudaDecoder, CudaError> {
+        let ptx = match ptx {
+            Some(p) => p,
+            None => compile_ptx(cuda_source, None)?,
+        };
+        CudaDecoder::load(tables, ptx, stream)
+    }
+
+    /// Loads decoder `D` on the stream of a candle CUDA device (feature `candle-cuda`), for
+    /// [`crate::generate::DeviceMaskOp`] on that device's tensors.
+    #[cfg(feature = "candle-cuda")]
+    pub fn for_candle<D: Decoder>(device: &candle_core::CudaDevice) -> Result<CudaDecoder, CudaError> {
+        CudaDecoder::on_stream(D::TABLES, D::CUDA_SOURCE, None, device.cuda_stream())
+    }
+
+    fn load(tables: Tables<'static>, ptx: Ptx, stream: Arc<CudaStream>) -> Result<CudaDecoder, CudaError> {
+        let module = stream.context().load_module(ptx)?;
         let f = |name: &str| module.load_function(name);
         let mask = [f("welt_mask_f32")?, f("welt_mask_f16")?, f("welt_mask_bf16")?];
         let step = [f("welt_step_f32")?, f("welt_step_f16")?, f("welt_step_bf16")?];
@@ -321,6 +364,16 @@ pub struct HostState {
 }
 
 impl<'d> DeviceBatch<'d> {
+    /// The decoder this batch runs on.
+    pub fn decoder(&self) -> &'d CudaDecoder {
+        self.dec
+    }
+
+    /// Number of rows.
+    pub fn batch_size(&self) -> usize {
+        self.batch as usize
+    }
+
     /// `batch` empty words with the decoder's default word length limit.
     pub fn new(dec: &'d CudaDecoder, batch: usize) -> Result<DeviceBatch<'d>, CudaError> {
         if batch == 0 {
