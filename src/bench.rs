@@ -1189,7 +1189,23 @@ fn machine() -> serde_json::Value {
         "os": std::env::consts::OS,
         "build": if cfg!(debug_assertions) { "debug" } else { "release" },
         "load_average_1m": load_average(),
+        // Whether welt's AVX-512 paths (mask stores; advance from 16 rows) run on this CPU.
+        "avx512": avx512(),
+        "floor_stores": floor_stores(),
     })
+}
+
+fn avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 fn result_json(r: &BatchResult) -> serde_json::Value {
