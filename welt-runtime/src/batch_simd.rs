@@ -207,7 +207,8 @@ fn commit_avx512(r: Rows<'_>, max_len: u32, pad: u32) -> (usize, usize) {
             let state = _mm512_mask_mov_epi32(state, run, _mm512_and_si512(e, next_bits));
             _mm256_storeu_si256(s_ptr, _mm512_cvtepi32_epi16(state));
             let l_ptr = r.len.as_mut_ptr().add(i).cast();
-            let len = _mm512_mask_add_epi32(_mm512_loadu_si512(l_ptr), run, _mm512_loadu_si512(l_ptr), one);
+            let len = _mm512_loadu_si512(l_ptr);
+            let len = _mm512_mask_add_epi32(len, run, len, one);
             _mm512_storeu_si512(l_ptr, len);
             let at_limit: __mmask16 = _mm512_cmpge_epu32_mask(len, max_len);
             let ends: __mmask16 = run & (stop | at_limit);
