@@ -381,10 +381,6 @@ impl Corpus {
             _ => &[],
         }
     }
-    /// Where word `i` starts in [`Corpus::bytes`].
-    pub fn word_start(&self, i: usize) -> usize {
-        self.starts[i] as usize
-    }
     /// All bytes, word after word.
     pub fn bytes(&self) -> &[u8] {
         &self.bytes

@@ -38,10 +38,7 @@ impl Constraint for ReferenceBatch {
         ReferenceBatch::batch_size(self)
     }
     fn reset(&mut self) {
-        for row in 0..ReferenceBatch::batch_size(self) {
-            // In range by construction.
-            let _ = self.reset_row(row);
-        }
+        ReferenceBatch::reset(self)
     }
     fn set_prefix(&mut self, prefix: &[u32]) -> Result<(), ReferenceError> {
         // The reference has no notion of a valid prefix: it just sees the bytes.

@@ -692,6 +692,30 @@ fn mixed_batch() -> WordBatch<'static> {
     b
 }
 
+/// [`forbidden`] for f32, f64, f16 and bf16: each forbids exactly `expected`.
+fn forbidden_in_every_type(b: &WordBatch<'_>, stride: usize, short: bool, expected: &[Vec<u32>]) {
+    assert_eq!(
+        forbidden::<f32>(b, stride, short),
+        expected,
+        "f32, stride {stride}"
+    );
+    assert_eq!(
+        forbidden::<f64>(b, stride, short),
+        expected,
+        "f64, stride {stride}"
+    );
+    assert_eq!(
+        forbidden::<f16>(b, stride, short),
+        expected,
+        "f16, stride {stride}"
+    );
+    assert_eq!(
+        forbidden::<bf16>(b, stride, short),
+        expected,
+        "bf16, stride {stride}"
+    );
+}
+
 /// Applies the batch's mask to logits of type `L` with `stride` (and a short last row if
 /// `short`); checks padding columns, finished rows and allowed positions are untouched; returns
 /// the forbidden positions of each row.
@@ -754,26 +778,7 @@ fn the_mask_forbids_the_same_tokens_for_every_logit_type() {
     assert_eq!(expected[5].len(), 256 - 32, "after ED: 80..9F");
     assert!(expected[4].is_empty(), "finished row");
     for (stride, short) in [(256, false), (300, false), (300, true), (257, true), (512, false)] {
-        assert_eq!(
-            forbidden::<f32>(&b, stride, short),
-            expected,
-            "f32, stride {stride}"
-        );
-        assert_eq!(
-            forbidden::<f64>(&b, stride, short),
-            expected,
-            "f64, stride {stride}"
-        );
-        assert_eq!(
-            forbidden::<f16>(&b, stride, short),
-            expected,
-            "f16, stride {stride}"
-        );
-        assert_eq!(
-            forbidden::<bf16>(&b, stride, short),
-            expected,
-            "bf16, stride {stride}"
-        );
+        forbidden_in_every_type(&b, stride, short, &expected);
     }
     // apply_mask is apply_mask_strided with stride V.
     let mut a = vec![0.25f32; 7 * 256];
@@ -867,25 +872,6 @@ fn the_mask_of_a_vocabulary_with_a_partial_last_word() {
     assert_eq!(expected[1].len(), 300 - 64);
     assert!(expected[0].contains(&299) && !expected[0].contains(&256));
     for (stride, short) in [(300, false), (320, false), (320, true), (301, true)] {
-        assert_eq!(
-            forbidden::<f32>(&b, stride, short),
-            expected,
-            "f32, stride {stride}"
-        );
-        assert_eq!(
-            forbidden::<f64>(&b, stride, short),
-            expected,
-            "f64, stride {stride}"
-        );
-        assert_eq!(
-            forbidden::<f16>(&b, stride, short),
-            expected,
-            "f16, stride {stride}"
-        );
-        assert_eq!(
-            forbidden::<bf16>(&b, stride, short),
-            expected,
-            "bf16, stride {stride}"
-        );
+        forbidden_in_every_type(&b, stride, short, &expected);
     }
 }

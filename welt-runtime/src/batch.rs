@@ -1,5 +1,6 @@
 //! A batch of words generated side by side on the CPU.
 
+use crate::cpu::Avx512;
 use crate::error::{Error, ErrorKind};
 use crate::logit::{Logit, Rows};
 use crate::sequence::walk_prefix;
@@ -86,19 +87,19 @@ fn restart_rows(
     restarted
 }
 
-/// The AVX-512 code for a batch of `rows` over `tables`, where it can run and pays.
-fn simd_for<'t>(tables: &Tables<'t>, rows: usize) -> Simd<'t> {
+/// The tables as `advance`'s AVX-512 gathers read them, for a batch of `rows` over `tables`
+/// on a CPU with AVX-512, where that code can run and pays (16 rows or more).
+fn gather_for<'t>(avx: Option<Avx512>, tables: &Tables<'t>, rows: usize) -> Simd<'t> {
     #[cfg(target_arch = "x86_64")]
     {
-        use crate::batch_simd::{Avx512, Gather, N};
-        if rows < N {
+        if rows < crate::batch_simd::N {
             return None;
         }
-        Some((Avx512::detect()?, Gather::new(tables)?))
+        avx.and(crate::batch_simd::Gather::new(tables))
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (tables, rows);
+        let _ = (avx, tables, rows);
         None
     }
 }
@@ -137,13 +138,15 @@ pub struct WordBatch<'t> {
     /// Each running row's entry for its token, found while checking the tokens and applied
     /// once all are valid: one table lookup per row, and nothing changes on an error.
     entries: Vec<u16>,
-    /// The AVX-512 code of `advance` and `restart_finished` runs when this is `Some`: x86-64
-    /// with AVX-512 F/BW/VL, tables whose offsets fit its gathers, and 16 rows or more.
+    /// The CPU's AVX-512, detected once: the mask's masked stores run when this is `Some`.
+    avx: Option<Avx512>,
+    /// `advance` and `restart_finished` run their AVX-512 code when this is `Some` (and `avx`
+    /// is): tables whose offsets fit its gathers, and 16 rows or more.
     simd: Simd<'t>,
 }
 
 #[cfg(target_arch = "x86_64")]
-type Simd<'t> = Option<(crate::batch_simd::Avx512, crate::batch_simd::Gather<'t>)>;
+type Simd<'t> = Option<crate::batch_simd::Gather<'t>>;
 #[cfg(not(target_arch = "x86_64"))]
 type Simd<'t> = Option<std::marker::PhantomData<&'t ()>>;
 
@@ -153,6 +156,7 @@ impl<'t> WordBatch<'t> {
         if batch_size == 0 {
             return Err(Error::new(ErrorKind::EmptyBatch));
         }
+        let avx = Avx512::detect();
         Ok(WordBatch {
             tables,
             max_len: u32::from(tables.max_word_len()),
@@ -162,7 +166,8 @@ impl<'t> WordBatch<'t> {
             finished: vec![false; batch_size],
             running: batch_size,
             entries: vec![0; batch_size],
-            simd: simd_for(&tables, batch_size),
+            avx,
+            simd: gather_for(avx, &tables, batch_size),
         })
     }
 
@@ -233,7 +238,7 @@ impl<'t> WordBatch<'t> {
             width: self.tables.mask_bytes(),
             stride: row_stride,
         };
-        crate::logit::mask_rows(logits, v, rows);
+        crate::logit::mask_rows(self.avx, logits, v, rows);
         Ok(())
     }
 
@@ -266,7 +271,7 @@ impl<'t> WordBatch<'t> {
         // rows go through `batch_simd` first (one gather for their 16 lookups).
         let (mut done, mut bad_at) = (0, usize::MAX);
         #[cfg(target_arch = "x86_64")]
-        if let Some((avx, g)) = self.simd {
+        if let (Some(avx), Some(g)) = (self.avx, self.simd) {
             let (rows, bad) =
                 crate::batch_simd::lookup(avx, &g, tokens, &self.state, &self.finished, &mut self.entries);
             done = rows;
@@ -303,7 +308,7 @@ impl<'t> WordBatch<'t> {
         let max_len = self.max_len;
         let (mut done, mut newly_finished) = (0, 0);
         #[cfg(target_arch = "x86_64")]
-        if let Some((avx, _)) = self.simd {
+        if let (Some(avx), Some(_)) = (self.avx, self.simd) {
             let rows = crate::batch_simd::Rows {
                 tokens,
                 entries: &self.entries,
@@ -383,7 +388,7 @@ impl<'t> WordBatch<'t> {
         let start = self.tables.start();
         let (mut done, mut restarted) = (0, 0);
         #[cfg(target_arch = "x86_64")]
-        if let Some((avx, _)) = self.simd {
+        if let (Some(avx), Some(_)) = (self.avx, self.simd) {
             (done, restarted) = crate::batch_simd::restart(
                 avx,
                 &mut self.state,
@@ -470,7 +475,7 @@ mod tests {
         )
     }
 
-    /// The AVX-512 `advance` and `restart_finished` (whole blocks of 16 rows, the rest
+    /// The AVX-512 mask, `advance` and `restart_finished` (whole blocks of 16 rows, the rest
     /// portable) against the portable code alone, step by step, on batches of every size
     /// around the block boundaries, in both table layouts: the same results, the same errors
     /// (first bad row, kind) with nothing changed, the same tokens written back. Tokens are
@@ -487,6 +492,7 @@ mod tests {
             }
             let mut slow = fast.clone();
             slow.simd = None;
+            slow.avx = None;
             for step in 0..400 {
                 let mut tokens: Vec<u32> = (0..b)
                     .map(|r| {
@@ -500,6 +506,19 @@ mod tests {
                         }
                     })
                     .collect();
+                // The masks too: AVX-512 stores against the portable loop, on a padded stride.
+                let v = tables.vocab_size();
+                let stride = v + 3;
+                let logits: Vec<f32> = (0..b * stride)
+                    .map(|_| (xorshift(&mut z) % 1000) as f32)
+                    .collect();
+                let (mut x, mut y) = (logits.clone(), logits);
+                fast.apply_mask_strided(&mut x, stride).unwrap();
+                slow.apply_mask_strided(&mut y, stride).unwrap();
+                assert!(
+                    x.iter().zip(&y).all(|(a, c)| a.to_bits() == c.to_bits()),
+                    "B={b} step {step}: masks"
+                );
                 let mut same = tokens.clone();
                 let before = observe(&slow);
                 let (a, c) = (fast.advance(&mut tokens), slow.advance(&mut same));

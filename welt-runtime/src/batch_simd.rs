@@ -11,25 +11,11 @@
 
 use std::arch::x86_64::*;
 
+pub(crate) use crate::cpu::Avx512;
 use crate::tables::Tables;
 
 /// Rows per block: a batch of fewer rows never calls in here.
 pub(crate) const N: usize = 16;
-
-/// Proof that the CPU has what these functions need (AVX-512 F, BW and VL): made only by
-/// [`Avx512::detect`], so a function that takes one may run AVX-512 code without checking
-/// again (CPU features do not change while a program runs).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Avx512(());
-
-impl Avx512 {
-    pub(crate) fn detect() -> Option<Avx512> {
-        let has = is_x86_feature_detected!("avx512f")
-            && is_x86_feature_detected!("avx512bw")
-            && is_x86_feature_detected!("avx512vl");
-        has.then_some(Avx512(()))
-    }
-}
 
 /// Where 32-bit gathers may read the tables: the whole blob, with the byte offsets of the
 /// class and entry tables in it. Every offset a gather uses is that of a 2-byte element of

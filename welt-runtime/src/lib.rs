@@ -41,6 +41,7 @@ extern crate self as welt_runtime;
 mod batch;
 #[cfg(target_arch = "x86_64")]
 mod batch_simd;
+mod cpu;
 #[cfg(feature = "cuda")]
 #[allow(unsafe_code)]
 pub mod cuda;

@@ -1,5 +1,7 @@
 //! The element types a logits buffer may have.
 
+use crate::cpu::Avx512;
+
 /// A logit type the mask can be applied to: `f32`, `f64`, `half::f16`, `half::bf16`.
 pub trait Logit: Copy + sealed::Sealed + 'static {
     /// The value written where a token is forbidden.
@@ -81,18 +83,18 @@ impl Rows<'_> {
 /// Masks the `v` logits of each of `rows` in place. The hot loop of
 /// [`crate::WordBatch::apply_mask`].
 ///
-/// On x86-64 with AVX-512 (checked once per call) every row is written with masked vector
+/// With an [`Avx512`] (x86-64 with AVX-512 F/BW/VL) every row is written with masked vector
 /// stores: per 16 `f32` (8 `f64`, 32 `f16`/`bf16`) one store of `-inf` into exactly the
 /// forbidden lanes, with no branch on the mask's content, so the cost does not depend on
 /// which states the rows are in (`welt bench`, B = 32: the mask went from 14 to about 6 ns
 /// per 256-logit row). Elsewhere, the portable [`mask_row`].
 #[inline]
-pub(crate) fn mask_rows<L: Logit>(logits: &mut [L], v: usize, rows: Rows<'_>) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if x86::available::<L>() {
-            return x86::mask_rows(logits, v, rows);
-        }
+pub(crate) fn mask_rows<L: Logit>(avx: Option<Avx512>, logits: &mut [L], v: usize, rows: Rows<'_>) {
+    if let Some(avx) = avx {
+        #[cfg(target_arch = "x86_64")]
+        return x86::mask_rows(avx, logits, v, rows);
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = avx;
     }
     rows.each(logits, v, mask_row);
 }
@@ -108,7 +110,7 @@ pub(crate) fn mask_one<L: Logit>(row: &mut [L], mask: &[u8]) {
         width: mask.len(),
         stride: v,
     };
-    mask_rows(row, v, rows);
+    mask_rows(Avx512::detect(), row, v, rows);
 }
 
 mod sealed {
@@ -183,22 +185,13 @@ fn forbid_bits<L: Logit>(chunk: &mut [L], mut forbid: u64) {
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod x86 {
-    use super::{Logit, Rows};
+    use super::{Avx512, Logit, Rows};
     use std::arch::x86_64::*;
     use std::mem::size_of;
 
-    /// Whether the CPU has what the masked stores of `L` need: AVX-512F, and AVX-512BW for
-    /// 16-bit logits (std caches the answer: this is a load and a test).
     #[inline]
-    pub(super) fn available<L: Logit>() -> bool {
-        std::arch::is_x86_feature_detected!("avx512f")
-            && (size_of::<L>() != 2 || std::arch::is_x86_feature_detected!("avx512bw"))
-    }
-
-    #[inline]
-    pub(super) fn mask_rows<L: Logit>(logits: &mut [L], v: usize, rows: Rows<'_>) {
-        assert!(available::<L>(), "AVX-512 checked by the caller");
-        // SAFETY: the CPU has the features these functions enable (checked just above).
+    pub(super) fn mask_rows<L: Logit>(_: Avx512, logits: &mut [L], v: usize, rows: Rows<'_>) {
+        // SAFETY: the CPU has the features these functions enable (an `Avx512` exists).
         unsafe {
             match size_of::<L>() {
                 2 => rows16(logits, v, rows),
@@ -347,8 +340,7 @@ mod tests {
         from_bits: impl Fn(u64) -> L,
         bits: impl Fn(L) -> u64,
     ) {
-        #[cfg(target_arch = "x86_64")]
-        if !x86::available::<L>() {
+        if Avx512::detect().is_none() {
             eprintln!("no AVX-512 on this CPU: the dispatch takes the portable path");
         }
         let mut z = 1u64;
@@ -387,7 +379,7 @@ mod tests {
                     width: masks[0].len(),
                     stride,
                 };
-                mask_rows(&mut got, v, batch);
+                mask_rows(Avx512::detect(), &mut got, v, batch);
                 let b = |x: &[L]| x.iter().map(|&y| bits(y)).collect::<Vec<_>>();
                 assert_eq!(b(&got), b(&want), "v={v} density={density}");
                 let mut one = buf[..v].to_vec();
