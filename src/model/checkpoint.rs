@@ -24,40 +24,28 @@ impl ByteLlama {
         device: &Device,
     ) -> Result<Self, ModelError> {
         cfg.validate()?;
-        let mut take = |name: &str, shape: &[usize], dims: &'static str| -> Result<Tensor, ModelError> {
-            let t = tensors
-                .remove(name)
-                .ok_or_else(|| ModelError::MissingTensor { name: name.into() })?;
-            checked(name, t, shape, dims, device)
+        let metas = tensors
+            .iter()
+            .map(|(name, t)| {
+                let meta = Meta {
+                    dtype: Ok(t.dtype()),
+                    shape: t.dims().to_vec(),
+                };
+                (name.clone(), meta)
+            })
+            .collect();
+        check_tensors(&cfg, &metas)?;
+        let has_bias = tensors.contains_key(LM_HEAD_BIAS);
+        let mut take = |name: &str| -> Result<Tensor, ModelError> {
+            let t = tensors.remove(name).expect("check_tensors found every tensor");
+            Ok(t.to_device(device)?.to_dtype(DType::F32)?.contiguous()?)
         };
         let mut by_name = HashMap::new();
         for spec in specs(&cfg) {
-            let t = take(&spec.name, &spec.shape, spec.dims)?;
+            let t = take(&spec.name)?;
             by_name.insert(spec.name, t);
         }
-        let lm_bias = match tensors.remove(LM_HEAD_BIAS) {
-            Some(t) => Some(checked(
-                LM_HEAD_BIAS,
-                t,
-                &[cfg.vocab_size],
-                "[vocab_size]",
-                device,
-            )?),
-            None => None,
-        };
-        if cfg.tie_word_embeddings {
-            tensors.remove("lm_head.weight");
-        }
-        let mut left: Vec<&String> = tensors
-            .keys()
-            .filter(|name| !name.ends_with("self_attn.rotary_emb.inv_freq"))
-            .collect();
-        left.sort();
-        if let Some(name) = left.first() {
-            return Err(ModelError::UnexpectedTensor {
-                name: (*name).clone(),
-            });
-        }
+        let lm_bias = if has_bias { Some(take(LM_HEAD_BIAS)?) } else { None };
 
         let mut get = |name: String| by_name.remove(&name).expect("every spec was taken above");
         let embed = get("model.embed_tokens.weight".into());
@@ -89,7 +77,8 @@ impl ByteLlama {
             transposed(&get("lm_head.weight".into()))?
         };
         let bos = embed.narrow(0, cfg.bos_token_id as usize, 1)?;
-        let (cos, sin) = rope_tables(&cfg, device)?;
+        // Empty until the first sequence: the cache makes them as long as it is.
+        let (cos, sin) = rope_tables(&cfg, 0, device)?;
         Ok(ByteLlama {
             device: device.clone(),
             embed,
@@ -108,16 +97,22 @@ impl ByteLlama {
                 capacity: 0,
                 len: 0,
             },
+            memory_limit: ByteLlama::DEFAULT_MEMORY_LIMIT,
             cfg,
         })
     }
 
     /// Loads a Hugging Face checkpoint directory: `config.json` and `model.safetensors`
-    /// (`LlamaForCausalLM` tensor names; f32, f16 or bf16, converted to f32).
+    /// (`LlamaForCausalLM` tensor names; f32, f16, bf16 or f64, converted to f32).
+    ///
+    /// The config is checked against the safetensors header (names, shapes, dtypes) before
+    /// the tensors are read, so every size the config gives is one the file justifies.
     pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Self, ModelError> {
         let dir = dir.as_ref();
         let cfg = LlamaConfig::from_file(dir.join("config.json"))?;
         let path = dir.join("model.safetensors");
+        let metas = read_header(&path)?;
+        check_tensors(&cfg, &metas)?;
         let bytes = std::fs::read(&path).map_err(|e| ModelError::Io {
             path: path.clone(),
             source: e,
@@ -213,27 +208,140 @@ fn transposed(w: &Tensor) -> candle_core::Result<Tensor> {
     w.t()?.contiguous()
 }
 
-/// Checks a checkpoint tensor's dtype and shape and brings it to f32 on `device`.
-fn checked(
-    name: &str,
-    t: Tensor,
-    shape: &[usize],
-    dims: &'static str,
-    device: &Device,
-) -> Result<Tensor, ModelError> {
-    if !t.dtype().is_float() {
-        return Err(ModelError::Dtype {
-            name: name.into(),
-            found: t.dtype(),
-        });
+/// A tensor as the checks see it, from a tensor or from a safetensors header.
+struct Meta {
+    /// The dtype, or the header's name of one candle cannot read.
+    dtype: Result<DType, String>,
+    shape: Vec<usize>,
+}
+
+/// Checks that `metas` are the tensors `cfg` calls for, with their shapes and float dtypes:
+/// a missing tensor, a wrong shape or dtype, or one the config has no place for is an error
+/// naming it. With tied embeddings `lm_head.weight` is ignored; `lm_head.bias` is optional;
+/// rotary `inv_freq` buffers of old checkpoints are ignored.
+fn check_tensors(cfg: &LlamaConfig, metas: &HashMap<String, Meta>) -> Result<(), ModelError> {
+    let check = |name: &str, shape: &[usize], dims: &'static str| -> Result<(), ModelError> {
+        let meta = metas
+            .get(name)
+            .ok_or_else(|| ModelError::MissingTensor { name: name.into() })?;
+        match &meta.dtype {
+            Ok(dtype) if dtype.is_float() => {}
+            Ok(dtype) => {
+                return Err(ModelError::Dtype {
+                    name: name.into(),
+                    found: *dtype,
+                })
+            }
+            Err(unknown) => {
+                return Err(ModelError::Config(format!(
+                    "tensor `{name}` has dtype {unknown}, expected a floating-point dtype"
+                )))
+            }
+        }
+        if meta.shape != shape {
+            return Err(ModelError::Shape {
+                name: name.into(),
+                expected: shape.to_vec(),
+                dims,
+                found: meta.shape.clone(),
+            });
+        }
+        Ok(())
+    };
+    // Lazy: stops at the first tensor that is missing, so this takes as many steps as the
+    // checkpoint has tensors, whatever the config claims.
+    let mut expected = std::collections::HashSet::new();
+    for spec in specs(cfg) {
+        check(&spec.name, &spec.shape, spec.dims)?;
+        expected.insert(spec.name);
     }
-    if t.dims() != shape {
-        return Err(ModelError::Shape {
-            name: name.into(),
-            expected: shape.to_vec(),
-            dims,
-            found: t.dims().to_vec(),
-        });
+    if metas.contains_key(LM_HEAD_BIAS) {
+        check(LM_HEAD_BIAS, &[cfg.vocab_size], "[vocab_size]")?;
     }
-    Ok(t.to_device(device)?.to_dtype(DType::F32)?.contiguous()?)
+    let mut left: Vec<&String> = metas
+        .keys()
+        .filter(|name| {
+            !expected.contains(*name)
+                && *name != LM_HEAD_BIAS
+                && !(cfg.tie_word_embeddings && *name == "lm_head.weight")
+                && !name.ends_with("self_attn.rotary_emb.inv_freq")
+        })
+        .collect();
+    left.sort();
+    match left.first() {
+        Some(name) => Err(ModelError::UnexpectedTensor {
+            name: (*name).clone(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The safetensors format's own bound on the header (the `safetensors` crate refuses larger).
+const MAX_HEADER_BYTES: u64 = 100_000_000;
+
+/// Reads the names, dtypes and shapes of `path`'s tensors from its header, without reading
+/// the tensors. The data offsets are left to candle's loader, which checks them.
+fn read_header(path: &Path) -> Result<HashMap<String, Meta>, ModelError> {
+    use std::io::Read;
+    let bad = |msg: String| ModelError::Safetensors {
+        path: path.to_owned(),
+        source: candle_core::Error::Msg(msg),
+    };
+    let io = |e| ModelError::Io {
+        path: path.to_owned(),
+        source: e,
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let file_len = file.metadata().map_err(io)?.len();
+    let mut len = [0u8; 8];
+    if file_len < 8 {
+        return Err(bad(format!(
+            "{file_len} bytes is too short for a safetensors file (8-byte header length first)"
+        )));
+    }
+    file.read_exact(&mut len).map_err(io)?;
+    let len = u64::from_le_bytes(len);
+    if len > MAX_HEADER_BYTES || len > file_len - 8 {
+        return Err(bad(format!(
+            "the header claims {len} bytes; the file has {} after the length and the format allows {MAX_HEADER_BYTES}",
+            file_len - 8
+        )));
+    }
+    let mut header = vec![0u8; len as usize];
+    file.read_exact(&mut header).map_err(io)?;
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&header).map_err(|e| bad(format!("the header is not a JSON object: {e}")))?;
+    let mut metas = HashMap::with_capacity(header.len());
+    for (name, info) in header {
+        if name == "__metadata__" {
+            continue;
+        }
+        let dtype = info
+            .get("dtype")
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| bad(format!("tensor `{name}` has no dtype in the header")))?;
+        let shape = info
+            .get("shape")
+            .and_then(serde_json::Value::as_array)
+            .and_then(|dims| {
+                dims.iter()
+                    .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()))
+                    .collect::<Option<Vec<usize>>>()
+            })
+            .ok_or_else(|| bad(format!("tensor `{name}` has no valid shape in the header")))?;
+        let dtype = match dtype {
+            "U8" => Ok(DType::U8),
+            "U32" => Ok(DType::U32),
+            "I16" => Ok(DType::I16),
+            "I32" => Ok(DType::I32),
+            "I64" => Ok(DType::I64),
+            "F16" => Ok(DType::F16),
+            "BF16" => Ok(DType::BF16),
+            "F32" => Ok(DType::F32),
+            "F64" => Ok(DType::F64),
+            other => Err(other.to_string()),
+        };
+        metas.insert(name, Meta { dtype, shape });
+    }
+    Ok(metas)
 }

@@ -59,6 +59,34 @@ impl LlamaConfig {
         self.hidden_size / self.num_attention_heads
     }
 
+    /// Number of tensors the checkpoint holds (`lm_head.bias` aside), or `None` when that
+    /// does not fit a `usize`.
+    pub fn tensor_count(&self) -> Option<usize> {
+        let untied = usize::from(!self.tie_word_embeddings);
+        self.num_hidden_layers.checked_mul(9)?.checked_add(2 + untied)
+    }
+
+    /// Number of weights (`lm_head.bias` aside), or `None` when that does not fit a `u128`.
+    /// Assumes a validated config.
+    pub fn parameter_count(&self) -> Option<u128> {
+        let [v, h, i, l] = [
+            self.vocab_size,
+            self.hidden_size,
+            self.intermediate_size,
+            self.num_hidden_layers,
+        ]
+        .map(|n| n as u128);
+        let kv = (self.num_key_value_heads as u128).checked_mul(self.head_dim() as u128)?;
+        // q and o are [hidden, hidden], k and v [kv, hidden], gate, up and down
+        // [intermediate, hidden], two norms of hidden.
+        let attention = h.checked_mul(h)?.checked_mul(2)?.checked_add(kv.checked_mul(h)?.checked_mul(2)?)?;
+        let layer = attention
+            .checked_add(i.checked_mul(h)?.checked_mul(3)?)?
+            .checked_add(h.checked_mul(2)?)?;
+        let embeddings = v.checked_mul(h)?.checked_mul(if self.tie_word_embeddings { 1 } else { 2 })?;
+        l.checked_mul(layer)?.checked_add(embeddings)?.checked_add(h)
+    }
+
     /// Checks that the sizes fit together, so that a bad config is an error here rather than a
     /// shape error deep inside a forward pass.
     pub fn validate(&self) -> Result<(), ModelError> {
@@ -106,14 +134,23 @@ impl LlamaConfig {
                 self.bos_token_id, self.vocab_size
             ));
         }
-        if !(self.rms_norm_eps.is_finite() && self.rms_norm_eps > 0.0) {
+        // The forward pass computes in f32: a value that is positive as an f64 but 0 or
+        // infinite as an f32 would make every logit NaN.
+        let eps = self.rms_norm_eps as f32;
+        if !(eps.is_finite() && eps > 0.0) {
             return bad(format!(
-                "rms_norm_eps must be positive, found {}",
+                "rms_norm_eps must be positive and finite in f32, found {}",
                 self.rms_norm_eps
             ));
         }
-        if !(self.rope_theta.is_finite() && self.rope_theta > 0.0) {
-            return bad(format!("rope_theta must be positive, found {}", self.rope_theta));
+        // A base below 1 makes the rotary frequencies grow with the dimension (up to
+        // 1 / theta, infinite for a tiny theta), so angles and then logits become NaN.
+        let theta = self.rope_theta as f32;
+        if !(theta.is_finite() && theta >= 1.0) {
+            return bad(format!(
+                "rope_theta must be at least 1 and finite in f32, found {}",
+                self.rope_theta
+            ));
         }
         Ok(())
     }
@@ -212,7 +249,9 @@ impl LlamaConfig {
                 .map_err(|_| ModelError::Config(format!("bos_token_id {bos} does not fit a u32")))?,
         };
         if let Some(head_dim) = opt_usize(obj, "head_dim")? {
-            if cfg.num_attention_heads != 0 && head_dim * cfg.num_attention_heads != cfg.hidden_size {
+            // Checked: a product that wraps could equal hidden_size by accident.
+            let product = head_dim.checked_mul(cfg.num_attention_heads);
+            if cfg.num_attention_heads != 0 && product != Some(cfg.hidden_size) {
                 return Err(ModelError::Config(format!(
                     "head_dim {head_dim} is not hidden_size / num_attention_heads ({} / {}); not supported",
                     cfg.hidden_size, cfg.num_attention_heads

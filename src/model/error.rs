@@ -61,6 +61,16 @@ pub enum ModelError {
         /// candle's message.
         source: candle_core::Error,
     },
+    /// Something sized by the config or the batch would need more memory than the limit
+    /// allows (or than any machine has).
+    TooLarge {
+        /// What would be allocated, e.g. "the KV cache for 100000 rows x 32 positions".
+        what: String,
+        /// Bytes it would need; `None` when that does not even fit a `u128`.
+        needed: Option<u128>,
+        /// The limit in bytes.
+        limit: u64,
+    },
     /// A tensor operation failed.
     Candle(candle_core::Error),
 }
@@ -100,10 +110,30 @@ impl fmt::Display for ModelError {
                 )
             }
             ModelError::Safetensors { path, source } => write!(f, "{}: {source}", path.display()),
+            ModelError::TooLarge {
+                what,
+                needed: Some(needed),
+                limit,
+            } => write!(
+                f,
+                "{what} would need {needed} bytes ({:.1} GiB), more than the limit of {limit} bytes ({:.1} GiB)",
+                *needed as f64 / GIB,
+                *limit as f64 / GIB
+            ),
+            ModelError::TooLarge {
+                what,
+                needed: None,
+                limit,
+            } => write!(
+                f,
+                "{what} would need more than 2^128 bytes (the limit is {limit} bytes)"
+            ),
             ModelError::Candle(e) => write!(f, "{e}"),
         }
     }
 }
+
+const GIB: f64 = (1u64 << 30) as f64;
 
 impl std::error::Error for ModelError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {

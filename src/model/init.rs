@@ -24,7 +24,9 @@ pub(super) struct Spec {
 }
 
 /// The checkpoint's tensors, in Hugging Face's order (`lm_head.bias` aside: it is optional).
-pub(super) fn specs(cfg: &LlamaConfig) -> Vec<Spec> {
+/// Lazy, so that a check against a checkpoint stops at the first tensor that is not there
+/// instead of first listing the billions a hostile `num_hidden_layers` calls for.
+pub(super) fn specs(cfg: &LlamaConfig) -> impl Iterator<Item = Spec> + '_ {
     let (h, v, i) = (cfg.hidden_size, cfg.vocab_size, cfg.intermediate_size);
     let hd = cfg.head_dim();
     let (q, kv) = (cfg.num_attention_heads * hd, cfg.num_key_value_heads * hd);
@@ -34,17 +36,17 @@ pub(super) fn specs(cfg: &LlamaConfig) -> Vec<Spec> {
         dims,
         init,
     };
-    let mut out = vec![spec(
+    let embed = spec(
         "model.embed_tokens.weight".into(),
         vec![v, h],
         "[vocab_size, hidden_size]",
         Init::Normal,
-    )];
-    for l in 0..cfg.num_hidden_layers {
+    );
+    let layers = (0..cfg.num_hidden_layers).flat_map(move |l| {
         let p = format!("model.layers.{l}");
         let q_dims = "[num_attention_heads * head_dim, hidden_size]";
         let kv_dims = "[num_key_value_heads * head_dim, hidden_size]";
-        out.extend([
+        [
             spec(
                 format!("{p}.self_attn.q_proj.weight"),
                 vec![q, h],
@@ -99,23 +101,23 @@ pub(super) fn specs(cfg: &LlamaConfig) -> Vec<Spec> {
                 "[hidden_size]",
                 Init::Ones,
             ),
-        ]);
-    }
-    out.push(spec(
+        ]
+    });
+    let mut tail = vec![spec(
         "model.norm.weight".into(),
         vec![h],
         "[hidden_size]",
         Init::Ones,
-    ));
+    )];
     if !cfg.tie_word_embeddings {
-        out.push(spec(
+        tail.push(spec(
             "lm_head.weight".into(),
             vec![v, h],
             "[vocab_size, hidden_size]",
             Init::Normal,
         ));
     }
-    out
+    std::iter::once(embed).chain(layers).chain(tail)
 }
 
 /// splitmix64 (Steele, Lea, Flood): a tiny, well-mixed generator, so that
@@ -155,8 +157,20 @@ impl ByteLlama {
     /// std 0.02 for embeddings and projections, norms 1) drawn from a splitmix64 stream seeded
     /// with `seed`, tensor by tensor in [`ByteLlama::tensors`] order. candle's global RNG is not
     /// used, so the weights depend on the seed and config only.
+    ///
+    /// The weights (4 bytes each, plus the stacked and transposed copies the model keeps) must
+    /// fit [`ByteLlama::DEFAULT_MEMORY_LIMIT`]; a larger config is [`ModelError::TooLarge`].
     pub fn random(cfg: LlamaConfig, seed: u64, device: &Device) -> Result<Self, ModelError> {
         cfg.validate()?;
+        // While the model is assembled, the drawn tensors and their stacked copies coexist.
+        let needed = cfg.parameter_count().and_then(|n| n.checked_mul(8));
+        if needed.is_none_or(|n| n > u128::from(ByteLlama::DEFAULT_MEMORY_LIMIT)) {
+            return Err(ModelError::TooLarge {
+                what: "the random weights".into(),
+                needed,
+                limit: ByteLlama::DEFAULT_MEMORY_LIMIT,
+            });
+        }
         let mut rng = SplitMix64(seed);
         let mut tensors = HashMap::new();
         for spec in specs(&cfg) {

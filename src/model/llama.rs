@@ -61,10 +61,12 @@ pub struct ByteLlama {
     pub(super) lm_head_t: Tensor,
     /// `[vocab]`, added to the logits.
     pub(super) lm_bias: Option<Tensor>,
-    /// `[max_position_embeddings, head_dim / 2]`: rotary tables, computed once.
+    /// `[positions, head_dim / 2]`: rotary tables for as many positions as the cache holds.
     pub(super) cos: Tensor,
     pub(super) sin: Tensor,
     pub(super) cache: KvCache,
+    /// See [`ByteLlama::memory_limit`].
+    pub(super) memory_limit: u64,
 }
 
 impl fmt::Debug for ByteLlama {
@@ -79,6 +81,11 @@ impl fmt::Debug for ByteLlama {
 }
 
 impl ByteLlama {
+    /// The default [`ByteLlama::memory_limit`], 4 GiB: the byte decoder at WeLT's size
+    /// (`LlamaConfig::welt_default`) needs 256 KiB of KV cache per row, so this holds about
+    /// 15,000 rows; [`ByteLlama::random`] also bounds its weights by it.
+    pub const DEFAULT_MEMORY_LIMIT: u64 = 4 << 30;
+
     /// The model's config.
     pub fn config(&self) -> &LlamaConfig {
         &self.cfg
@@ -176,21 +183,33 @@ impl ByteLlama {
             );
         }
         let (kv, hd) = (self.cfg.num_key_value_heads, self.cfg.head_dim());
+        let (rows, capacity) = if b > c.rows {
+            (b, INITIAL_CAPACITY.max(t).min(max))
+        } else if c.len + t > c.capacity {
+            (c.rows, (2 * c.capacity).max(c.len + t).min(max))
+        } else {
+            (c.rows, c.capacity)
+        };
+        let fits = self.fits(rows, capacity, t);
+        let c = &mut self.cache;
+        // Checked before the first allocation it sizes: the buffers are sized by the batch
+        // and the config, neither of which the checkpoint's size bounds.
+        fits?;
         c.batch = b;
-        if b > c.rows {
-            let capacity = INITIAL_CAPACITY.max(t).min(max);
-            let zeros = || Tensor::zeros((b, kv, capacity, hd), DType::F32, &self.device);
+        if rows != c.rows {
+            let zeros = || Tensor::zeros((rows, kv, capacity, hd), DType::F32, &self.device);
+            // The old buffers go first, so that they and the new ones never coexist.
+            c.k.clear();
+            c.v.clear();
             c.k = (0..self.cfg.num_hidden_layers)
                 .map(|_| zeros())
                 .collect::<candle_core::Result<_>>()?;
             c.v = (0..self.cfg.num_hidden_layers)
                 .map(|_| zeros())
                 .collect::<candle_core::Result<_>>()?;
-            c.rows = b;
+            c.rows = rows;
             c.capacity = capacity;
-        } else if c.len + t > c.capacity {
-            let capacity = (2 * c.capacity).max(c.len + t).min(max);
-            let rows = c.rows;
+        } else if capacity != c.capacity {
             let grow = |old: &Tensor| -> candle_core::Result<Tensor> {
                 let new = Tensor::zeros((rows, kv, capacity, hd), DType::F32, &self.device)?;
                 new.slice_set(old, 2, 0)?;
@@ -200,7 +219,95 @@ impl ByteLlama {
             c.v = c.v.iter().map(grow).collect::<candle_core::Result<_>>()?;
             c.capacity = capacity;
         }
+        // The rotary tables cover the positions the cache has room for, not
+        // max_position_embeddings, which a config may set to anything.
+        if self.cos.dim(0)? < capacity {
+            (self.cos, self.sin) = rope_tables(&self.cfg, capacity, &self.device)?;
+        }
         Ok(())
+    }
+
+    /// Bytes a sequence of `rows` rows needs beyond the weights, with a cache of `capacity`
+    /// positions and `t` positions fed in one step: the KV cache, the rotary tables, and an
+    /// estimate of the step's largest intermediate tensors. `None` when it overflows a `u128`.
+    fn buffer_bytes(&self, rows: usize, capacity: usize, t: usize) -> Option<u128> {
+        let cfg = &self.cfg;
+        let [rows, capacity, t, layers, kv, hd, nh, hidden, inter, vocab] = [
+            rows,
+            capacity,
+            t,
+            cfg.num_hidden_layers,
+            cfg.num_key_value_heads,
+            cfg.head_dim(),
+            cfg.num_attention_heads,
+            cfg.hidden_size,
+            cfg.intermediate_size,
+            cfg.vocab_size,
+        ]
+        .map(|n| n as u128);
+        let f32s = |n: u128| n.checked_mul(4);
+        // k and v of every layer; the angles, then cos and sin, of `capacity` positions by
+        // head_dim / 2; per fed position the residual stream, its norm and the attention
+        // output (a few hidden-wide tensors), q, k, v and their rotated copies, gate and up
+        // with the activation, the logits; per row the attention weights.
+        let cache = f32s(
+            2u128
+                .checked_mul(layers)?
+                .checked_mul(rows)?
+                .checked_mul(kv)?
+                .checked_mul(capacity)?
+                .checked_mul(hd)?,
+        )?;
+        let rope = f32s(capacity.checked_mul(hd)?.checked_mul(3)? / 2)?;
+        let per_position = hidden
+            .checked_mul(5)?
+            .checked_add(nh.checked_add(kv.checked_mul(2)?)?.checked_mul(hd)?.checked_mul(2)?)?
+            .checked_add(inter.checked_mul(4)?)?
+            .checked_add(vocab.checked_mul(2)?)?;
+        let step = f32s(
+            rows.checked_mul(t)?
+                .checked_mul(per_position)?
+                .checked_add(rows.checked_mul(capacity)?)?,
+        )?;
+        cache.checked_add(rope)?.checked_add(step)
+    }
+
+    /// Checks [`ByteLlama::buffer_bytes`] against the memory limit.
+    fn fits(&self, rows: usize, capacity: usize, t: usize) -> Result<(), ModelError> {
+        match self.buffer_bytes(rows, capacity, t) {
+            Some(n) if n <= u128::from(self.memory_limit) => Ok(()),
+            needed => Err(ModelError::TooLarge {
+                what: format!("the KV cache and buffers for {rows} rows x {capacity} positions"),
+                needed,
+                limit: self.memory_limit,
+            }),
+        }
+    }
+
+    /// Checks that a sequence of `rows` rows and up to `positions` positions (the start input
+    /// included) fits the memory limit ([`ByteLlama::set_memory_limit`]), without allocating:
+    /// the KV cache at the capacity it would grow to, the rotary tables and the largest step
+    /// of [`WordModel`]'s use (a start input of up to two positions). The error says how many
+    /// bytes it would need.
+    pub fn check_memory(&self, rows: usize, positions: usize) -> Result<(), ModelError> {
+        // The cache starts at INITIAL_CAPACITY positions and doubles.
+        let capacity = positions
+            .checked_next_power_of_two()
+            .unwrap_or(usize::MAX)
+            .max(INITIAL_CAPACITY)
+            .min(self.cfg.max_position_embeddings);
+        self.fits(rows, capacity, positions.min(2))
+    }
+
+    /// The most bytes the model allocates beyond its weights (KV cache, rotary tables, a
+    /// step's intermediate tensors); a step that would need more is an error saying how many.
+    pub fn memory_limit(&self) -> u64 {
+        self.memory_limit
+    }
+
+    /// Sets [`ByteLlama::memory_limit`] (default [`ByteLlama::DEFAULT_MEMORY_LIMIT`]).
+    pub fn set_memory_limit(&mut self, bytes: u64) {
+        self.memory_limit = bytes;
     }
 
     /// Runs `x` (`[b * t, hidden]`, row-major `[b, t]`) through the model after the cached
@@ -273,14 +380,13 @@ impl ByteLlama {
 
 /// Rotary tables as Hugging Face computes them (in f32): `inv_freq[i] = 1 / theta^(2i / d)`,
 /// angle = position * inv_freq; the rotation pairs element `i` with `i + d/2` (`rotate_half`).
-pub(super) fn rope_tables(cfg: &LlamaConfig, device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
+pub(super) fn rope_tables(cfg: &LlamaConfig, n: usize, device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
     let hd = cfg.head_dim();
     let half = hd / 2;
     let theta = cfg.rope_theta as f32;
     let inv: Vec<f32> = (0..half)
         .map(|i| 1.0 / theta.powf((2 * i) as f32 / hd as f32))
         .collect();
-    let n = cfg.max_position_embeddings;
     let angles: Vec<f32> = (0..n)
         .flat_map(|p| inv.iter().map(move |&f| p as f32 * f))
         .collect();
