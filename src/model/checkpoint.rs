@@ -233,9 +233,10 @@ fn check_tensors(cfg: &LlamaConfig, metas: &HashMap<String, Meta>) -> Result<(),
                 })
             }
             Err(unknown) => {
-                return Err(ModelError::Config(format!(
-                    "tensor `{name}` has dtype {unknown}, expected a floating-point dtype"
-                )))
+                return Err(ModelError::UnsupportedDtype {
+                    name: name.into(),
+                    found: unknown.clone(),
+                })
             }
         }
         if meta.shape != shape {

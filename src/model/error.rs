@@ -54,6 +54,13 @@ pub enum ModelError {
         /// Its dtype.
         found: DType,
     },
+    /// A tensor's dtype, as the safetensors header names it, is one candle cannot read.
+    UnsupportedDtype {
+        /// Hugging Face name of the tensor.
+        name: String,
+        /// The header's name of the dtype, e.g. `BOOL`.
+        found: String,
+    },
     /// `model.safetensors` could not be parsed.
     Safetensors {
         /// The file.
@@ -109,6 +116,10 @@ impl fmt::Display for ModelError {
                     "tensor `{name}` has dtype {found:?}, expected a floating-point dtype"
                 )
             }
+            ModelError::UnsupportedDtype { name, found } => write!(
+                f,
+                "tensor `{name}` has dtype {found}, expected a floating-point dtype"
+            ),
             ModelError::Safetensors { path, source } => write!(f, "{}: {source}", path.display()),
             ModelError::TooLarge {
                 what,

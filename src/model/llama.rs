@@ -407,6 +407,8 @@ impl WordModel for ByteLlama {
         if batch == 0 {
             candle_core::bail!("start needs at least one row");
         }
+        // Before the start input, which is as large as the batch.
+        self.check_memory(batch, if condition.is_some() { 2 } else { 1 })?;
         let hidden = self.cfg.hidden_size;
         let bos = self.bos.broadcast_as((batch, hidden))?.contiguous()?;
         let (x, t) = match condition {
