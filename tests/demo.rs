@@ -193,7 +193,8 @@ fn checkpoint(name: &str, edit: impl FnOnce(&mut serde_json::Value)) -> std::pat
         .save(&dir)
         .unwrap();
     let path = dir.join("config.json");
-    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     edit(&mut config);
     std::fs::write(&path, config.to_string()).unwrap();
     dir
@@ -211,9 +212,17 @@ fn hostile_configs_are_clear_errors_within_bounded_memory() {
             "tensor `model.layers.1.self_attn.q_proj.weight` is missing",
         ),
         ("head_dim", wraps.into(), "head_dim 9223372036854775816 is not"),
-        ("rms_norm_eps", 1e-300.into(), "rms_norm_eps must be positive and finite in f32"),
+        (
+            "rms_norm_eps",
+            1e-300.into(),
+            "rms_norm_eps must be positive and finite in f32",
+        ),
         ("rope_theta", 1e-50.into(), "rope_theta must be at least 1"),
-        ("max_position_embeddings", 8.into(), "max_position_embeddings is 8, a word needs 18"),
+        (
+            "max_position_embeddings",
+            8.into(),
+            "max_position_embeddings is 8, a word needs 18",
+        ),
     ];
     for (key, value, needle) in cases {
         let dir = checkpoint(key, |c| c[key] = value.clone());
@@ -228,7 +237,9 @@ fn hostile_configs_are_clear_errors_within_bounded_memory() {
 /// max_position_embeddings bounds positions; it sizes nothing, so a huge one generates.
 #[test]
 fn a_huge_max_position_embeddings_generates_within_bounded_memory() {
-    let dir = checkpoint("max-positions", |c| c["max_position_embeddings"] = 200_000_000.into());
+    let dir = checkpoint("max-positions", |c| {
+        c["max_position_embeddings"] = 200_000_000.into()
+    });
     let (code, _, err) = welt_bounded(&[os("--model"), dir.as_os_str(), os("--words"), os("2")]);
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("2 of 2 words are valid UTF-8"), "{err}");
@@ -256,7 +267,14 @@ fn a_batch_past_the_memory_limit_is_refused_with_the_bytes_it_needs() {
     assert!(err.contains("limit of 4294967296 bytes"), "{err}");
 
     // The limit is an option: 4 rows fit the default, not 100 KB.
-    let (code, _, err) = welt_bounded(&[os("--batch"), os("4"), os("--words"), os("1"), os("--max-memory"), os("100000")]);
+    let (code, _, err) = welt_bounded(&[
+        os("--batch"),
+        os("4"),
+        os("--words"),
+        os("1"),
+        os("--max-memory"),
+        os("100000"),
+    ]);
     assert_eq!(code, 2, "{err}");
     assert!(needed_bytes(&err) >= 4 * per_row as u128, "{err}");
     let (code, _, err) = welt_bounded(&[os("--batch"), os("4"), os("--words"), os("1")]);

@@ -1010,7 +1010,12 @@ fn a_config_calling_for_a_billion_layers_is_refused_before_allocating() {
     assert!(matches!(&err, ModelError::MissingTensor { .. }), "{err}");
     // Random weights: the bytes they would need, above the limit.
     let err = ByteLlama::random(cfg.clone(), 1, &CPU).unwrap_err();
-    let ModelError::TooLarge { needed: Some(n), limit, .. } = &err else {
+    let ModelError::TooLarge {
+        needed: Some(n),
+        limit,
+        ..
+    } = &err
+    else {
         panic!("{err}")
     };
     assert_eq!(*limit, ByteLlama::DEFAULT_MEMORY_LIMIT);
@@ -1068,7 +1073,10 @@ fn a_batch_too_large_for_the_memory_limit_is_an_error_with_the_bytes() {
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("{err}"));
         assert!(needed >= cache, "{err}");
-        assert!(err.contains(&format!("limit of {} bytes", ByteLlama::DEFAULT_MEMORY_LIMIT)), "{err}");
+        assert!(
+            err.contains(&format!("limit of {} bytes", ByteLlama::DEFAULT_MEMORY_LIMIT)),
+            "{err}"
+        );
     }
     // The limit is the caller's: a tiny one refuses three rows, a start then still works
     // once raised, and a failed start allocated nothing the model keeps.
@@ -1131,7 +1139,10 @@ fn safetensors_headers_are_checked_before_the_tensors_are_read() {
     let mut h = header.clone();
     h["model.norm.weight"]["shape"] = serde_json::json!([1_000_000_000_000u64]);
     let err = with_header(&h, data);
-    assert!(err.contains("`model.norm.weight` has shape [1000000000000]"), "{err}");
+    assert!(
+        err.contains("`model.norm.weight` has shape [1000000000000]"),
+        "{err}"
+    );
     // Truncated: the data, then the header itself, then the length.
     for keep in [bytes.len() - 4, 8 + header_len / 2, 5] {
         std::fs::write(&path, &bytes[..keep]).unwrap();
@@ -1144,6 +1155,9 @@ fn safetensors_headers_are_checked_before_the_tensors_are_read() {
     huge.extend_from_slice(b"{}");
     std::fs::write(&path, huge).unwrap();
     let err = ByteLlama::load(&dir, &CPU).unwrap_err().to_string();
-    assert!(err.contains(&format!("the header claims {} bytes", u64::MAX)), "{err}");
+    assert!(
+        err.contains(&format!("the header claims {} bytes", u64::MAX)),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -262,10 +262,11 @@ fn check_tensors(cfg: &LlamaConfig, metas: &HashMap<String, Meta>) -> Result<(),
     let mut left: Vec<&String> = metas
         .keys()
         .filter(|name| {
-            !expected.contains(*name)
-                && *name != LM_HEAD_BIAS
-                && !(cfg.tie_word_embeddings && *name == "lm_head.weight")
-                && !name.ends_with("self_attn.rotary_emb.inv_freq")
+            let known = expected.contains(*name)
+                || *name == LM_HEAD_BIAS
+                || (cfg.tie_word_embeddings && *name == "lm_head.weight")
+                || name.ends_with("self_attn.rotary_emb.inv_freq");
+            !known
         })
         .collect();
     left.sort();

@@ -79,11 +79,16 @@ impl LlamaConfig {
         let kv = (self.num_key_value_heads as u128).checked_mul(self.head_dim() as u128)?;
         // q and o are [hidden, hidden], k and v [kv, hidden], gate, up and down
         // [intermediate, hidden], two norms of hidden.
-        let attention = h.checked_mul(h)?.checked_mul(2)?.checked_add(kv.checked_mul(h)?.checked_mul(2)?)?;
+        let attention = h
+            .checked_mul(h)?
+            .checked_mul(2)?
+            .checked_add(kv.checked_mul(h)?.checked_mul(2)?)?;
         let layer = attention
             .checked_add(i.checked_mul(h)?.checked_mul(3)?)?
             .checked_add(h.checked_mul(2)?)?;
-        let embeddings = v.checked_mul(h)?.checked_mul(if self.tie_word_embeddings { 1 } else { 2 })?;
+        let embeddings = v
+            .checked_mul(h)?
+            .checked_mul(if self.tie_word_embeddings { 1 } else { 2 })?;
         l.checked_mul(layer)?.checked_add(embeddings)?.checked_add(h)
     }
 

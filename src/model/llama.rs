@@ -261,7 +261,11 @@ impl ByteLlama {
         let rope = f32s(capacity.checked_mul(hd)?.checked_mul(3)? / 2)?;
         let per_position = hidden
             .checked_mul(5)?
-            .checked_add(nh.checked_add(kv.checked_mul(2)?)?.checked_mul(hd)?.checked_mul(2)?)?
+            .checked_add(
+                nh.checked_add(kv.checked_mul(2)?)?
+                    .checked_mul(hd)?
+                    .checked_mul(2)?,
+            )?
             .checked_add(inter.checked_mul(4)?)?
             .checked_add(vocab.checked_mul(2)?)?;
         let step = f32s(
@@ -380,7 +384,11 @@ impl ByteLlama {
 
 /// Rotary tables as Hugging Face computes them (in f32): `inv_freq[i] = 1 / theta^(2i / d)`,
 /// angle = position * inv_freq; the rotation pairs element `i` with `i + d/2` (`rotate_half`).
-pub(super) fn rope_tables(cfg: &LlamaConfig, n: usize, device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
+pub(super) fn rope_tables(
+    cfg: &LlamaConfig,
+    n: usize,
+    device: &Device,
+) -> candle_core::Result<(Tensor, Tensor)> {
     let hd = cfg.head_dim();
     let half = hd / 2;
     let theta = cfg.rope_theta as f32;

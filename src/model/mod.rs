@@ -14,6 +14,12 @@
 //! runs four matrix products per layer instead of seven; attention over the cache is one
 //! small custom op. [`ByteLlama::tensors`] still hands out the Hugging Face tensors by name.
 //!
+//! Everything the config or the batch sizes is checked before it is allocated: a checkpoint's
+//! config against its safetensors header (so the file justifies the weights), the KV cache, the
+//! rotary tables (as long as the cache, not `max_position_embeddings`) and a step's buffers
+//! against [`ByteLlama::memory_limit`] (default [`ByteLlama::DEFAULT_MEMORY_LIMIT`], 4 GiB);
+//! what does not fit is [`ModelError::TooLarge`] with the bytes it would need.
+//!
 //! At B = 1 a step is bound by reading the weights (4.2 M f32, 17 MB, every step); at B = 32
 //! by the arithmetic of the matrix products.
 //!
