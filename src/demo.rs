@@ -31,6 +31,9 @@ pub struct Options {
     pub seed: u64,
     /// How tokens are chosen.
     pub sampler: Sampler,
+    /// The most bytes the model's buffers (KV cache, rotary tables, a step's intermediate
+    /// tensors) and the rows' texts may take; more is refused before anything is allocated.
+    pub max_memory: u64,
 }
 
 impl Default for Options {
@@ -47,6 +50,7 @@ impl Default for Options {
                 top_p: 1.0,
                 seed: 0,
             },
+            max_memory: ByteLlama::DEFAULT_MEMORY_LIMIT,
         }
     }
 }
@@ -69,17 +73,49 @@ pub fn check_prompt(prompt: &[u8]) -> Result<&str, String> {
     }
 }
 
-/// The mean embedding of `text`'s bytes, one row per entry of `texts`: `[B, hidden]`.
-fn condition(embed: &Tensor, texts: &[Vec<u8>]) -> candle_core::Result<Tensor> {
-    let rows: Vec<Tensor> = texts
-        .iter()
-        .map(|t| {
-            let ids: Vec<u32> = t.iter().map(|&b| u32::from(b)).collect();
-            let ids = Tensor::from_vec(ids, t.len(), embed.device())?;
-            embed.index_select(&ids, 0)?.mean(0)
-        })
-        .collect::<candle_core::Result<_>>()?;
-    Tensor::stack(&rows, 0)
+/// The conditioning vector of each row: the mean embedding of its text's bytes, kept as a
+/// running sum so that a word costs its own bytes, not the whole text again.
+struct Condition {
+    /// The embedding rows of the 256 bytes.
+    embed: Vec<Vec<f32>>,
+    sums: Vec<Vec<f64>>,
+    lens: Vec<usize>,
+}
+
+impl Condition {
+    fn new(embed: &Tensor, prompt: &[u8], rows: usize) -> candle_core::Result<Self> {
+        let embed = embed.narrow(0, 0, 256)?.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+        let mut c = Condition {
+            sums: vec![vec![0.0; embed[0].len()]],
+            lens: vec![0],
+            embed,
+        };
+        c.add(0, prompt);
+        c.sums = vec![c.sums[0].clone(); rows];
+        c.lens = vec![c.lens[0]; rows];
+        Ok(c)
+    }
+
+    fn add(&mut self, row: usize, bytes: &[u8]) {
+        for &b in bytes {
+            for (s, &e) in self.sums[row].iter_mut().zip(&self.embed[usize::from(b)]) {
+                *s += f64::from(e);
+            }
+        }
+        self.lens[row] += bytes.len();
+    }
+
+    /// `[rows, hidden]`, f32.
+    fn tensor(&self, device: &Device) -> candle_core::Result<Tensor> {
+        let hidden = self.sums[0].len();
+        let data: Vec<f32> = self
+            .sums
+            .iter()
+            .zip(&self.lens)
+            .flat_map(|(sum, &n)| sum.iter().map(move |s| (s / n as f64) as f32))
+            .collect();
+        Tensor::from_vec(data, (self.sums.len(), hidden), device)
+    }
 }
 
 /// Runs the demo, printing words as they come, then a summary.
@@ -88,12 +124,44 @@ pub fn run(opts: &Options) -> Result<(), Box<dyn Error>> {
     if opts.batch == 0 || opts.words == 0 {
         return Err("--batch and --words must be at least 1".into());
     }
+    let total_words = opts
+        .words
+        .checked_mul(opts.batch)
+        .ok_or("--words times --batch does not fit a usize")?;
+    let max_len = usize::from(Utf8Words::TABLES.max_word_len());
+    // The texts of all rows are printed at the end (one row prints as it goes).
+    if opts.batch > 1 {
+        let needed = (opts.words as u128 * max_len as u128 + prompt.len() as u128) * opts.batch as u128;
+        if needed > u128::from(opts.max_memory) {
+            return Err(format!(
+                "{} rows of up to {} bytes (the prompt and {} words of up to {max_len} bytes) would need \
+                 {needed} bytes, more than --max-memory {}",
+                opts.batch,
+                needed / opts.batch as u128,
+                opts.words,
+                opts.max_memory
+            )
+            .into());
+        }
+    }
     let device = Device::Cpu;
     let t0 = Instant::now();
-    let model = match &opts.model {
+    let mut model = match &opts.model {
         Some(dir) => ByteLlama::load(dir, &device)?,
         None => ByteLlama::random(LlamaConfig::welt_default(), opts.seed, &device)?,
     };
+    model.set_memory_limit(opts.max_memory);
+    // A word's sequence: the condition, BOS, and one position per byte but the last.
+    let positions = 2 + max_len;
+    let max_positions = model.config().max_position_embeddings;
+    if max_positions < positions {
+        return Err(format!(
+            "the model's max_position_embeddings is {max_positions}, a word needs {positions} positions \
+             (condition, BOS, {max_len} bytes)"
+        )
+        .into());
+    }
+    model.check_memory(opts.batch, positions)?;
     let embed = model
         .tensors()?
         .into_iter()
@@ -101,7 +169,7 @@ pub fn run(opts: &Options) -> Result<(), Box<dyn Error>> {
         .ok_or("the model has no token embedding")?;
     let loaded = t0.elapsed();
     let mut gen = WordGenerator::new(model, Utf8Words::TABLES, opts.batch, opts.sampler)?;
-    let max_len = Utf8Words::TABLES.max_word_len();
+    let mut condition = Condition::new(&embed, prompt.as_bytes(), opts.batch)?;
     eprintln!(
         "welt demo: {} words x {} row(s), {}, max {max_len} bytes per word, model ready in {:.0} ms",
         opts.words,
@@ -112,7 +180,10 @@ pub fn run(opts: &Options) -> Result<(), Box<dyn Error>> {
         },
         loaded.as_secs_f64() * 1e3
     );
-    let mut texts: Vec<Vec<u8>> = vec![prompt.as_bytes().to_vec(); opts.batch];
+    let mut texts: Vec<Vec<u8>> = match opts.batch {
+        1 => Vec::new(),
+        _ => vec![prompt.as_bytes().to_vec(); opts.batch],
+    };
     let (mut by_rule, mut by_limit, mut valid) = (0usize, 0usize, 0usize);
     let started = Instant::now();
     let mut out = std::io::stdout().lock();
@@ -123,7 +194,7 @@ pub fn run(opts: &Options) -> Result<(), Box<dyn Error>> {
         }
     }
     for i in 0..opts.words {
-        let cond = condition(&embed, &texts).and_then(|c| c.to_dtype(DType::F32))?;
+        let cond = condition.tensor(&device)?;
         let words = gen.generate(Some(&cond), &[])?;
         for (row, w) in words.iter().enumerate() {
             let bytes = w.bytes()?;
@@ -139,7 +210,10 @@ pub fn run(opts: &Options) -> Result<(), Box<dyn Error>> {
             } else {
                 by_limit += 1;
             }
-            texts[row].extend_from_slice(&bytes);
+            condition.add(row, &bytes);
+            if let Some(text) = texts.get_mut(row) {
+                text.extend_from_slice(&bytes);
+            }
             if opts.batch == 1 {
                 write!(out, "{}", w.text()?)?;
                 if !w.stopped {
@@ -161,7 +235,6 @@ pub fn run(opts: &Options) -> Result<(), Box<dyn Error>> {
     }
     let elapsed = started.elapsed();
     let s = gen.stats();
-    let total_words = opts.words * opts.batch;
     eprintln!("\nsummary");
     eprintln!(
         "  words:            {total_words} ({} row(s) x {})",

@@ -268,6 +268,7 @@ fn demo(mut parser: lexopt::Parser) -> Result<()> {
             Long("top-k") => o.sampler.top_k = parser.value()?.parse()?,
             Long("top-p") => o.sampler.top_p = parser.value()?.parse()?,
             Long("greedy") => o.sampler.temperature = 0.0,
+            Long("max-memory") => o.max_memory = parser.value()?.parse()?,
             _ => return Err(arg.unexpected().into()),
         }
     }

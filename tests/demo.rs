@@ -165,3 +165,141 @@ fn word_generator_with_the_byte_llama() {
         assert!(*stopped || tokens.len() == 16, "{bytes:?}");
     }
 }
+
+/// `welt demo ARGS` with its address space capped at 4 GiB, so that an input that would
+/// allocate more fails (abort) instead of swapping the machine.
+fn welt_bounded(args: &[&OsStr]) -> (i32, String, String) {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -v 4194304 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_welt"))
+        .arg("demo")
+        .args(args)
+        .output()
+        .expect("sh runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A checkpoint of `tiny(256)` in a fresh directory, its config.json edited by `edit`.
+fn checkpoint(name: &str, edit: impl FnOnce(&mut serde_json::Value)) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("welt-demo-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    ByteLlama::random(tiny(256), 3, &Device::Cpu)
+        .unwrap()
+        .save(&dir)
+        .unwrap();
+    let path = dir.join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut config);
+    std::fs::write(&path, config.to_string()).unwrap();
+    dir
+}
+
+/// Each config.json that once aborted, wrapped or was accepted: exit 2 and a message that
+/// names what is wrong, within the 4 GiB bound.
+#[test]
+fn hostile_configs_are_clear_errors_within_bounded_memory() {
+    let wraps = (1u64 << 63) + 8; // x 2 heads = 16 = hidden_size, modulo 2^64
+    let cases: [(&str, serde_json::Value, &str); 5] = [
+        (
+            "num_hidden_layers",
+            1_000_000_000.into(),
+            "tensor `model.layers.1.self_attn.q_proj.weight` is missing",
+        ),
+        ("head_dim", wraps.into(), "head_dim 9223372036854775816 is not"),
+        (
+            "rms_norm_eps",
+            1e-300.into(),
+            "rms_norm_eps must be positive and finite in f32",
+        ),
+        ("rope_theta", 1e-50.into(), "rope_theta must be at least 1"),
+        (
+            "max_position_embeddings",
+            8.into(),
+            "max_position_embeddings is 8, a word needs 18",
+        ),
+    ];
+    for (key, value, needle) in cases {
+        let dir = checkpoint(key, |c| c[key] = value.clone());
+        let (code, out, err) = welt_bounded(&[os("--model"), dir.as_os_str(), os("--words"), os("1")]);
+        assert_eq!(code, 2, "{key} = {value}: {err}");
+        assert!(err.contains(needle), "{key} = {value}: {err}");
+        assert!(out.is_empty(), "{out}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// max_position_embeddings bounds positions; it sizes nothing, so a huge one generates.
+#[test]
+fn a_huge_max_position_embeddings_generates_within_bounded_memory() {
+    let dir = checkpoint("max-positions", |c| {
+        c["max_position_embeddings"] = 200_000_000.into()
+    });
+    let (code, _, err) = welt_bounded(&[os("--model"), dir.as_os_str(), os("--words"), os("2")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("2 of 2 words are valid UTF-8"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The number a refusal prints: "... would need N bytes ...".
+fn needed_bytes(err: &str) -> u128 {
+    err.split(" would need ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no byte count in {err}"))
+}
+
+#[test]
+fn a_batch_past_the_memory_limit_is_refused_with_the_bytes_it_needs() {
+    // The default model: 4 layers x 4 key/value heads x head_dim 64, 32 cached positions.
+    let cfg = LlamaConfig::welt_default();
+    let per_row = 2 * 4 * cfg.num_hidden_layers * cfg.num_key_value_heads * 32 * cfg.head_dim();
+    let (code, out, err) = welt_bounded(&[os("--batch"), os("100000"), os("--words"), os("1")]);
+    assert_eq!(code, 2, "{err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(needed_bytes(&err) >= 100_000 * per_row as u128, "{err}");
+    assert!(err.contains("limit of 4294967296 bytes"), "{err}");
+
+    // The limit is an option: 4 rows fit the default, not 100 KB.
+    let (code, _, err) = welt_bounded(&[
+        os("--batch"),
+        os("4"),
+        os("--words"),
+        os("1"),
+        os("--max-memory"),
+        os("100000"),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(needed_bytes(&err) >= 4 * per_row as u128, "{err}");
+    let (code, _, err) = welt_bounded(&[os("--batch"), os("4"), os("--words"), os("1")]);
+    assert_eq!(code, 0, "{err}");
+
+    // The rows' texts count too, and words x batch may not overflow.
+    let (code, _, err) = welt_bounded(&[os("--batch"), os("2"), os("--words"), os("1000000000000")]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("more than --max-memory"), "{err}");
+    let (code, _, err) = welt_bounded(&[os("--batch"), os("4"), os("--words"), os(&u64::MAX.to_string())]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("does not fit"), "{err}");
+}
+
+/// A truncated or mislabelled model.safetensors: exit 2 naming the file or the tensor.
+#[test]
+fn bad_safetensors_files_are_clear_errors() {
+    let dir = checkpoint("truncated", |_| {});
+    let path = dir.join("model.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    for keep in [bytes.len() - 1, 100, 3] {
+        std::fs::write(&path, &bytes[..keep]).unwrap();
+        let (code, _, err) = welt_bounded(&[os("--model"), dir.as_os_str(), os("--words"), os("1")]);
+        assert_eq!(code, 2, "{keep}: {err}");
+        assert!(err.contains("model.safetensors"), "{keep}: {err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

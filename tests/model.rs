@@ -988,3 +988,176 @@ fn word_model_trait_object() {
         .iter()
         .all(|v| v.is_finite()));
 }
+
+// Sizes that come from the config or the batch are checked before anything they size is
+// allocated. Each case below aborted (or, for head_dim, was accepted) before the checks.
+
+#[test]
+fn a_config_calling_for_a_billion_layers_is_refused_before_allocating() {
+    let mut cfg = tiny_gqa();
+    let model = test_model(cfg.clone(), 1, false);
+    let tensors: HashMap<String, Tensor> = model.tensors().unwrap().into_iter().collect();
+    cfg.num_hidden_layers = 1_000_000_000;
+    // Against a checkpoint: the first layer the tensors do not have.
+    let err = ByteLlama::from_tensors(cfg.clone(), tensors.clone(), &CPU).unwrap_err();
+    assert!(
+        matches!(&err, ModelError::MissingTensor { name } if name == "model.layers.2.self_attn.q_proj.weight"),
+        "{err}"
+    );
+    let mut json: serde_json::Value = serde_json::from_str(&tiny_gqa().to_json()).unwrap();
+    json["num_hidden_layers"] = 1_000_000_000.into();
+    let err = load_with("billion-layers", &json.to_string(), &tensors).unwrap_err();
+    assert!(matches!(&err, ModelError::MissingTensor { .. }), "{err}");
+    // Random weights: the bytes they would need, above the limit.
+    let err = ByteLlama::random(cfg.clone(), 1, &CPU).unwrap_err();
+    let ModelError::TooLarge {
+        needed: Some(n),
+        limit,
+        ..
+    } = &err
+    else {
+        panic!("{err}")
+    };
+    assert_eq!(*limit, ByteLlama::DEFAULT_MEMORY_LIMIT);
+    assert!(*n >= 4 * cfg.parameter_count().unwrap(), "{err}");
+    assert!(err.to_string().contains(&format!("{n} bytes")), "{err}");
+    // A count past u128: no number, still an error.
+    cfg.hidden_size = usize::MAX - 1;
+    (cfg.num_attention_heads, cfg.num_key_value_heads) = (1, 1);
+    assert_eq!(cfg.parameter_count(), None);
+    assert!(matches!(
+        ByteLlama::random(cfg, 1, &CPU),
+        Err(ModelError::TooLarge { needed: None, .. })
+    ));
+}
+
+#[test]
+fn rotary_tables_follow_the_cache_not_max_position_embeddings() {
+    // 1e12 positions of head_dim 4: tables of 24 TB if made up front.
+    let cfg = LlamaConfig {
+        max_position_embeddings: 1_000_000_000_000,
+        ..tiny_gqa()
+    };
+    let mut model = ByteLlama::random(cfg.clone(), 1, &CPU).unwrap();
+    let small = ByteLlama::random(tiny_gqa(), 1, &CPU).unwrap();
+    let mut small = small;
+    for m in [&mut model, &mut small] {
+        m.start(2, None).unwrap();
+        m.next(&[1, 2]).unwrap();
+    }
+    // Same weights (the seed), same positions: the same logits.
+    let a = rows(&model.next(&[3, 4]).unwrap());
+    let b = rows(&small.next(&[3, 4]).unwrap());
+    assert_eq!(a, b);
+}
+
+#[test]
+fn a_batch_too_large_for_the_memory_limit_is_an_error_with_the_bytes() {
+    let mut model = ByteLlama::random(tiny_gqa(), 1, &CPU).unwrap();
+    assert_eq!(model.memory_limit(), ByteLlama::DEFAULT_MEMORY_LIMIT);
+    let cfg = model.config().clone();
+    // The KV cache alone: 2 (k, v) x layers x rows x kv heads x 32 positions x head_dim x 4.
+    let rows = 1usize << 40;
+    let cache = 2 * cfg.num_hidden_layers as u128 * rows as u128 * cfg.num_key_value_heads as u128
+        * 16 // max_position_embeddings of tiny_gqa: the cache never grows past it
+        * cfg.head_dim() as u128
+        * 4;
+    for err in [
+        model.check_memory(rows, 18).unwrap_err().to_string(),
+        model.start(rows, None).unwrap_err().to_string(),
+    ] {
+        let needed: u128 = err
+            .split(" would need ")
+            .nth(1)
+            .and_then(|s| s.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{err}"));
+        assert!(needed >= cache, "{err}");
+        assert!(
+            err.contains(&format!("limit of {} bytes", ByteLlama::DEFAULT_MEMORY_LIMIT)),
+            "{err}"
+        );
+    }
+    // The limit is the caller's: a tiny one refuses three rows, a start then still works
+    // once raised, and a failed start allocated nothing the model keeps.
+    model.set_memory_limit(1000);
+    assert!(model.check_memory(3, 18).is_err());
+    assert!(model.start(3, None).is_err());
+    model.set_memory_limit(ByteLlama::DEFAULT_MEMORY_LIMIT);
+    model.check_memory(3, 18).unwrap();
+    assert_eq!(model.start(3, None).unwrap().dims(), &[3, cfg.vocab_size]);
+}
+
+#[test]
+fn config_sizes_are_checked_arithmetic_and_f32() {
+    let minimal = r#"{"vocab_size": 16, "hidden_size": 8, "intermediate_size": 12, "num_hidden_layers": 1,
+        "num_attention_heads": 2, "max_position_embeddings": 8, "bos_token_id": 1}"#;
+    let error = |key: &str, value: serde_json::Value| {
+        let mut v: serde_json::Value = serde_json::from_str(minimal).unwrap();
+        v[key] = value;
+        LlamaConfig::from_json(&v.to_string()).unwrap_err().to_string()
+    };
+    // 2 x (2^63 + 4) wraps to 8, the hidden size.
+    let wraps = (1u64 << 63) + 4;
+    assert!(error("head_dim", wraps.into()).contains(&format!("head_dim {wraps}")));
+    // Positive as an f64, 0 as an f32: every logit NaN.
+    assert!(error("rms_norm_eps", 1e-300.into()).contains("rms_norm_eps must be positive and finite in f32"));
+    assert!(error("rms_norm_eps", 1e300.into()).contains("rms_norm_eps"));
+    assert!(error("rope_theta", 1e-50.into()).contains("rope_theta must be at least 1"));
+    assert!(error("rope_theta", 0.5.into()).contains("rope_theta"));
+    assert!(error("rope_theta", 1e39.into()).contains("rope_theta"));
+}
+
+#[test]
+fn safetensors_headers_are_checked_before_the_tensors_are_read() {
+    let cfg = tiny_gqa();
+    let model = test_model(cfg.clone(), 1, false);
+    let dir = temp_dir("header");
+    model.save(&dir).unwrap();
+    let path = dir.join("model.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
+    let with_header = |header: &serde_json::Value, data: &[u8]| {
+        let text = header.to_string();
+        let mut out = (text.len() as u64).to_le_bytes().to_vec();
+        out.extend_from_slice(text.as_bytes());
+        out.extend_from_slice(data);
+        std::fs::write(&path, out).unwrap();
+        ByteLlama::load(&dir, &CPU).unwrap_err().to_string()
+    };
+    let data = &bytes[8 + header_len..];
+    // A dtype candle cannot read, named with the tensor.
+    let mut h = header.clone();
+    h["model.norm.weight"]["dtype"] = "BOOL".into();
+    let err = with_header(&h, data);
+    assert!(err.contains("`model.norm.weight` has dtype BOOL"), "{err}");
+    // An integer tensor.
+    h["model.norm.weight"]["dtype"] = "I32".into();
+    assert!(with_header(&h, data).contains("dtype I32"));
+    // A shape other than the config's, from the header alone.
+    let mut h = header.clone();
+    h["model.norm.weight"]["shape"] = serde_json::json!([1_000_000_000_000u64]);
+    let err = with_header(&h, data);
+    assert!(
+        err.contains("`model.norm.weight` has shape [1000000000000]"),
+        "{err}"
+    );
+    // Truncated: the data, then the header itself, then the length.
+    for keep in [bytes.len() - 4, 8 + header_len / 2, 5] {
+        std::fs::write(&path, &bytes[..keep]).unwrap();
+        let err = ByteLlama::load(&dir, &CPU).unwrap_err();
+        assert!(matches!(&err, ModelError::Safetensors { .. }), "{keep}: {err}");
+        assert!(err.to_string().contains("model.safetensors"), "{err}");
+    }
+    // A header length past the file.
+    let mut huge = u64::MAX.to_le_bytes().to_vec();
+    huge.extend_from_slice(b"{}");
+    std::fs::write(&path, huge).unwrap();
+    let err = ByteLlama::load(&dir, &CPU).unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("the header claims {} bytes", u64::MAX)),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
