@@ -440,7 +440,7 @@ fn bench(mut parser: lexopt::Parser) -> Result<()> {
                     .into(),
             );
         }
-        return welt::e2e::run(&welt::e2e::Options {
+        return welt::bench::e2e::run(&welt::bench::e2e::Options {
             json: opts.json,
             quick: opts.quick,
         });
@@ -454,13 +454,13 @@ fn bench(mut parser: lexopt::Parser) -> Result<()> {
             )
             .into());
         }
-        let o = welt::bench_large::Options {
+        let o = welt::bench::large::Options {
             vocab,
             batch,
             json: opts.json,
             quick: opts.quick,
         };
-        return welt::bench_large::run(&o);
+        return welt::bench::large::run(&o);
     }
     if batch.is_some() {
         return Err("--batch needs --vocab (`welt bench` alone runs B = 1, 3, 32, 256)".into());

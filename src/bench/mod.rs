@@ -5,7 +5,7 @@
 //! Three modes run the same step on the same token streams, interleaved in every round:
 //!
 //! - `welt`: [`welt_runtime::WordBatch`] with the generated `Utf8Words` tables;
-//! - `reference_port`: [`crate::reference_port::ReferenceBatch`], the reference algorithm
+//! - `reference_port`: [`reference_port::ReferenceBatch`], the reference algorithm
 //!   ported to Rust (tail scan for the mask, decode the whole word for the stop flag);
 //! - `floor`: one pass writing every logit of the batch and nothing else — the least any
 //!   mask applied by writing into the logits can cost — with the widest stores the CPU has
@@ -40,7 +40,11 @@ use std::time::Instant;
 use serde_json::json;
 use welt_runtime::{Decoder, Sequence, Utf8Words, WordBatch};
 
-use crate::reference_port::{ReferenceBatch, ReferenceError, EOS, VOCAB};
+pub mod e2e;
+pub mod large;
+pub mod reference_port;
+
+use reference_port::{ReferenceBatch, ReferenceError, EOS, VOCAB};
 
 /// The batch sizes measured.
 pub const BATCH_SIZES: [usize; 4] = [1, 3, 32, 256];
