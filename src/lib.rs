@@ -2,7 +2,7 @@
 //! the reference algorithm it is measured against), `welt demo` and its byte Llama. The runtime
 //! that programs link is `welt-runtime`; the generator is `kernels-gen`.
 
-// `unsafe` only in `bench::wide` (the floor's vector stores), each use with its SAFETY note.
+// `unsafe` only in `bench::floor::wide` (the floor's vector stores), each use with its SAFETY note.
 #![deny(unsafe_code)]
 
 pub mod bench;
@@ -11,6 +11,7 @@ pub mod demo;
 pub mod gpu_check;
 pub mod model;
 pub mod query;
+pub mod rng;
 
 /// Decoders generated a second way — by this package's `build.rs` through `kernels_gen::build`
 /// — so that tests can check they equal the macro's: WeLT's default decoder and one per
