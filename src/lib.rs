@@ -13,18 +13,6 @@ pub mod model;
 pub mod query;
 pub mod rng;
 
-/// Decoders generated a second way — by this package's `build.rs` through `kernels_gen::build`
-/// — so that tests can check they equal the macro's: WeLT's default decoder and one per
-/// tokenizer fixture in `tests/fixtures/`.
-pub mod generated {
-    include!(concat!(env!("OUT_DIR"), "/utf8_words_build_script.rs"));
-    include!(concat!(env!("OUT_DIR"), "/byt5_like_build_script.rs"));
-    include!(concat!(env!("OUT_DIR"), "/bpe_bytelevel_build_script.rs"));
-    include!(concat!(env!("OUT_DIR"), "/sp_bpe_bytefallback_build_script.rs"));
-    include!(concat!(env!("OUT_DIR"), "/sp_unigram_build_script.rs"));
-    include!(concat!(env!("OUT_DIR"), "/default_ptx.rs"));
-}
-
 /// Lowercase hex of `bytes`.
 pub fn to_hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
