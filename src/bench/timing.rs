@@ -51,7 +51,10 @@ pub(super) fn all_cpu_ns() -> Option<u64> {
 
 /// CPU time used by other processes over a period, from two snapshots of
 /// `(all_cpu_ns, own_cpu_ns)`.
-pub(super) fn others_ns(before: (Option<u64>, Option<u64>), after: (Option<u64>, Option<u64>)) -> Option<u64> {
+pub(super) fn others_ns(
+    before: (Option<u64>, Option<u64>),
+    after: (Option<u64>, Option<u64>),
+) -> Option<u64> {
     let all = after.0?.checked_sub(before.0?)?;
     let own = after.1?.checked_sub(before.1?)?;
     Some(all.saturating_sub(own))
@@ -114,4 +117,3 @@ fn avx512() -> bool {
         false
     }
 }
-
