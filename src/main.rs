@@ -408,8 +408,8 @@ fn demo(mut parser: lexopt::Parser) -> Result<()> {
     welt::demo::run(&o)
 }
 
-/// The largest `--vocab` of `welt bench`: 8x the largest real vocabularies (Gemma 3: 262,144),
-/// and tables that still fit in memory.
+/// The largest `--vocab` of `welt bench`: 4x the largest real vocabularies (Gemma 3: 262,144),
+/// so that the synthetic tokenizer and its tables stay within a few GB.
 const BENCH_MAX_VOCAB: usize = 1 << 20;
 /// The largest `--batch` of `welt bench --vocab`.
 const BENCH_MAX_BATCH: usize = 4096;
