@@ -37,10 +37,10 @@ pub struct Options {
 }
 
 /// The bench's generator, with the two draws the checks need.
-struct Rng(crate::bench::SplitMix64);
+struct Rng(crate::rng::SplitMix64);
 impl Rng {
     fn new(seed: u64) -> Rng {
-        Rng(crate::bench::SplitMix64::new(seed))
+        Rng(crate::rng::SplitMix64::new(seed))
     }
     fn below(&mut self, n: usize) -> usize {
         (self.0.next_u64() % n as u64) as usize

@@ -1,31 +1,17 @@
-//! The `welt` command-line tool's library: `welt query`, `welt bench` and the Rust port of the
-//! reference algorithm it is measured against. The runtime that programs link is
-//! `welt-runtime`; the generator is `kernels-gen`.
+//! The `welt` command-line tool's library: `welt query`, `welt bench` (with the Rust port of
+//! the reference algorithm it is measured against), `welt demo` and its byte Llama. The runtime
+//! that programs link is `welt-runtime`; the generator is `kernels-gen`.
 
-// `unsafe` only in `bench::wide` (the floor's vector stores), each use with its SAFETY note.
+// `unsafe` only in `bench::floor::wide` (the floor's vector stores), each use with its SAFETY note.
 #![deny(unsafe_code)]
 
 pub mod bench;
-pub mod bench_large;
 pub mod demo;
-pub mod e2e;
 #[cfg(feature = "cuda")]
 pub mod gpu_check;
 pub mod model;
 pub mod query;
-pub mod reference_port;
-
-/// Decoders generated a second way — by this package's `build.rs` through `kernels_gen::build`
-/// — so that tests can check they equal the macro's: WeLT's default decoder and one per
-/// tokenizer fixture in `tests/fixtures/`.
-pub mod generated {
-    include!(concat!(env!("OUT_DIR"), "/utf8_words_build_script.rs"));
-    include!(concat!(env!("OUT_DIR"), "/byt5_like_build_script.rs"));
-    include!(concat!(env!("OUT_DIR"), "/bpe_bytelevel_build_script.rs"));
-    include!(concat!(env!("OUT_DIR"), "/sp_bpe_bytefallback_build_script.rs"));
-    include!(concat!(env!("OUT_DIR"), "/sp_unigram_build_script.rs"));
-    include!(concat!(env!("OUT_DIR"), "/default_ptx.rs"));
-}
+pub mod rng;
 
 /// Lowercase hex of `bytes`.
 pub fn to_hex(bytes: &[u8]) -> String {

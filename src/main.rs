@@ -7,17 +7,23 @@ use std::process::ExitCode;
 use lexopt::prelude::*;
 use welt_runtime::{Decoder, Utf8Words};
 
-const USAGE: &str = "\
-welt — WeLT's word decoding constraints as one generated automaton
-
-USAGE:
-    welt tables [TOKENIZER OPTIONS] [--emit rust|dot|stats|cuda|header] [-o FILE]
+/// `welt tables`.
+const TABLES_USAGE: &str = "    welt tables [TOKENIZER OPTIONS] [--emit rust|dot|stats|cuda|header] [-o FILE]
         Generate a decoder's tables and print them as Rust source, a Graphviz DOT graph,
-        statistics (default), CUDA kernels with the tables, or the kernels' C ABI header. Default decoder: UTF-8 bytes, WeLT's word rule.
-    welt query [TOKENIZER OPTIONS] [FILE]
+        statistics (default), CUDA kernels with the tables, or the kernels' C ABI header.
+        Default decoder: UTF-8 bytes, WeLT's word rule. -o FILE (--output) writes to what FILE
+        names: a regular file is replaced atomically and keeps its mode; a symlink, a device
+        or a pipe (/dev/stdout) is written through.
+";
+
+/// `welt query`.
+const QUERY_USAGE: &str = "    welt query [TOKENIZER OPTIONS] [FILE]
         Read JSONL lines with a \"bytes\" array (a \"tokens\" array of ids with --tokenizer),
         from FILE or stdin, and print, for each, the mask, stop flag and reachability after it.
+";
 
+/// The decoder options of `tables` and `query`.
+const TOKENIZER_OPTIONS: &str = "\
 TOKENIZER OPTIONS:
     --tokenizer FILE      a Hugging Face tokenizer.json (byte-level BPE, byte-fallback BPE or
                           Unigram) instead of the UTF-8 byte tokenizer
@@ -26,24 +32,85 @@ TOKENIZER OPTIONS:
     --stop-token TOKEN    another token that ends a word (repeatable)
     --max-word-len N      the default word length limit in tokens (default 16)
     --layout L            auto, direct or classes (default auto)
-    welt demo [--prompt TEXT] [--words N] [--batch B] [--model DIR] [--seed S]
-              [--temperature T] [--top-k K] [--top-p P] [--greedy]
+";
+
+/// `welt demo`.
+const DEMO_USAGE: &str = "    welt demo [--prompt TEXT] [--words N] [--batch B] [--model DIR] [--seed S]
+              [--temperature T] [--top-k K] [--top-p P] [--greedy] [--max-memory BYTES]
         Generate words for a prompt the way WeLT does, one word at a time with a byte decoder
         (default: random weights, fixed seed; --model: a local Llama checkpoint), then print
-        where the time went.
-    welt bench [--json] [--quick]
+        where the time went. --max-memory bounds the KV cache, rotary tables and step buffers
+        (default 4294967296); a larger --batch is refused with the bytes it would need.
+";
+
+/// `welt bench`, its three modes.
+const BENCH_USAGE: &str = "    welt bench [--json] [--quick]
         CPU cost per decoding step of mask + advance + stop, beside a Rust port of the
-        reference algorithm and the floor (one pass writing every logit).
+        reference algorithm and the floor (one pass writing every logit); B = 1, 3, 32, 256.
     welt bench --vocab N [--batch B] [--json] [--quick]
-        Per-token cost for a large vocabulary (a synthetic byte-level BPE of N tokens, B = 32
-        by default): mask against the floor, and the state step against V = 256.
+        Per-token cost for a large vocabulary (a synthetic byte-level BPE of N tokens,
+        257 <= N <= 1048576; B = 32 by default, at most 4096): mask against the floor, and the
+        state step against V = 256.
     welt bench --e2e [--json] [--quick]
         Whole word generation with the byte decoder, three ways: welt, the reference port,
         no constraint; B = 1, 3, 32.
-    welt gpu-check [--quick] [--json FILE]
-        (feature `cuda`) The GPU against the CPU tables, and kernel timings with CUDA events.
-    welt help
 ";
+
+/// `welt gpu-check`.
+const GPU_CHECK_USAGE: &str = "    welt gpu-check [--quick] [--json FILE]
+        (feature `cuda`) The GPU against the CPU tables, and kernel timings with CUDA events.
+";
+
+/// `welt help`.
+const HELP_USAGE: &str = "    welt help [COMMAND]
+        This text, or one command's; `welt COMMAND --help` (-h) does the same.
+";
+
+/// The subcommands and their usage, in the order `welt help` prints them.
+const COMMANDS: [(&str, &str); 6] = [
+    ("tables", TABLES_USAGE),
+    ("query", QUERY_USAGE),
+    ("demo", DEMO_USAGE),
+    ("bench", BENCH_USAGE),
+    ("gpu-check", GPU_CHECK_USAGE),
+    ("help", HELP_USAGE),
+];
+
+/// The whole usage text, or one command's (`None` for an unknown command).
+fn usage(command: Option<&str>) -> Option<String> {
+    let mut s = String::new();
+    match command {
+        None => {
+            s.push_str("welt — WeLT's word decoding constraints as one generated automaton\n\nUSAGE:\n");
+            for (_, text) in COMMANDS {
+                s.push_str(text);
+            }
+            s.push('\n');
+            s.push_str(TOKENIZER_OPTIONS);
+        }
+        Some(name) => {
+            let (_, text) = COMMANDS.iter().find(|(n, _)| *n == name)?;
+            s.push_str("USAGE:\n");
+            s.push_str(text);
+            if matches!(name, "tables" | "query") {
+                s.push('\n');
+                s.push_str(TOKENIZER_OPTIONS);
+            }
+        }
+    }
+    Some(s)
+}
+
+/// Prints a command's usage (`--help`, `-h`, `welt help COMMAND`).
+fn help(command: Option<&str>) -> Result<()> {
+    let text = usage(command).ok_or_else(|| {
+        format!(
+            "unknown command `{}`; try `welt help`",
+            command.unwrap_or_default()
+        )
+    })?;
+    write_output(None, text.as_bytes())
+}
 
 fn main() -> ExitCode {
     match run() {
@@ -61,10 +128,7 @@ fn run() -> Result<()> {
     let mut parser = lexopt::Parser::from_env();
     let cmd = match parser.next()? {
         Some(Value(v)) => v.string()?,
-        Some(Long("help") | Short('h')) | None => {
-            print!("{USAGE}");
-            return Ok(());
-        }
+        Some(Long("help") | Short('h')) | None => return help(None),
         Some(other) => return Err(other.unexpected().into()),
     };
     match cmd.as_str() {
@@ -73,10 +137,18 @@ fn run() -> Result<()> {
         "bench" => bench(parser),
         "demo" => demo(parser),
         "gpu-check" => gpu_check(parser),
-        "help" => {
-            print!("{USAGE}");
-            Ok(())
-        }
+        "help" => match parser.next()? {
+            None => help(None),
+            Some(Long("help") | Short('h')) => help(Some("help")),
+            Some(Value(v)) => {
+                let name = v.string()?;
+                match parser.next()? {
+                    None => help(Some(&name)),
+                    Some(arg) => Err(arg.unexpected().into()),
+                }
+            }
+            Some(arg) => Err(arg.unexpected().into()),
+        },
         other => Err(format!("unknown command `{other}`; try `welt help`").into()),
     }
 }
@@ -162,8 +234,14 @@ fn tables(mut parser: lexopt::Parser) -> Result<()> {
             }
             Long("emit") => emit = parser.value()?.string()?,
             Short('o') | Long("output") => out = Some(parser.value()?.into()),
+            Long("help") | Short('h') => return help(Some("tables")),
             _ => return Err(arg.unexpected().into()),
         }
+    }
+    const EMITS: [&str; 5] = ["rust", "dot", "stats", "cuda", "header"];
+    // Checked before generating, which can take seconds for a large vocabulary.
+    if !EMITS.contains(&emit.as_str()) {
+        return Err(format!("unknown --emit `{emit}`; expected rust, dot, stats, cuda or header").into());
     }
     let tables = kernels_gen::generate(&dec.spec()?)?;
     let text = match emit.as_str() {
@@ -175,17 +253,14 @@ fn tables(mut parser: lexopt::Parser) -> Result<()> {
             kernels_gen::emit::rust::decoder_file(&tables, name, &doc)?
         }
         "dot" => kernels_gen::emit::dot::emit(&tables),
-        "stats" => kernels_gen::emit::stats::emit(&tables),
         "cuda" => kernels_gen::emit::cuda::source(&tables),
         "header" => kernels_gen::emit::cuda::header(&tables),
-        other => {
-            return Err(format!("unknown --emit `{other}`; expected rust, dot, stats, cuda or header").into())
-        }
+        _ => kernels_gen::emit::stats::emit(&tables),
     };
     write_output(out, text.as_bytes())
 }
 
-/// Writes to a file atomically (a temporary file renamed into place), or to stdout.
+/// Writes to stdout, or to what `out` names (see [`write_path`]).
 fn write_output(out: Option<PathBuf>, bytes: &[u8]) -> Result<()> {
     match out {
         None => {
@@ -195,14 +270,72 @@ fn write_output(out: Option<PathBuf>, bytes: &[u8]) -> Result<()> {
                 Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
                 other => other?,
             }
+            Ok(())
         }
-        Some(path) => {
-            let mut tmp = path.clone().into_os_string();
-            tmp.push(".welt-tmp");
-            let tmp = PathBuf::from(tmp);
-            std::fs::write(&tmp, bytes).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-            std::fs::rename(&tmp, &path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        Some(path) => write_path(&path, bytes),
+    }
+}
+
+/// Writes `bytes` to what `path` names. A regular file (or a new one) is replaced atomically:
+/// a temporary file beside it, given the old file's mode, renamed over it, so that a reader
+/// never sees half a file. Anything else is written through, as a shell's `>` does: a
+/// symlink's target stays where it is and the link stays a link, a device or a pipe
+/// (`/dev/stdout`, `/dev/null`) is never replaced by a file, and a file with other hard links
+/// stays shared. A directory is refused.
+fn write_path(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let cannot = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => Err(format!("cannot write {}: it is a directory", path.display()).into()),
+        Ok(m) if m.is_file() && m.nlink() == 1 => replace_file(path, Some(m.permissions()), bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => replace_file(path, None, bytes),
+        Err(e) => Err(cannot(e).into()),
+        Ok(_) => {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(path)
+                .map_err(cannot)?;
+            match f.write_all(bytes).and_then(|()| f.flush()) {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                other => Ok(other.map_err(cannot)?),
+            }
         }
+    }
+}
+
+/// Replaces the regular file `path` (or creates it) by renaming a temporary file over it;
+/// the temporary file is removed on every error.
+fn replace_file(path: &std::path::Path, mode: Option<std::fs::Permissions>, bytes: &[u8]) -> Result<()> {
+    let cannot = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
+    let name = path
+        .file_name()
+        .ok_or_else(|| format!("cannot write {}: not a file name", path.display()))?;
+    // Hidden, and named by the process so that two runs never share one.
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".welt-tmp.{}", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(cannot)?;
+    let written = f
+        .write_all(bytes)
+        .and_then(|()| match mode {
+            Some(mode) => f.set_permissions(mode),
+            None => Ok(()),
+        })
+        .and_then(|()| f.sync_all())
+        .and_then(|()| {
+            drop(f);
+            std::fs::rename(&tmp, path)
+        });
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(cannot(e).into());
     }
     Ok(())
 }
@@ -216,6 +349,7 @@ fn query(mut parser: lexopt::Parser) -> Result<()> {
                 let name = name.to_string();
                 dec.take(&name, &mut parser)?;
             }
+            Long("help") | Short('h') => return help(Some("query")),
             Value(v) if file.is_none() => file = Some(v.into()),
             _ => return Err(arg.unexpected().into()),
         }
@@ -269,46 +403,81 @@ fn demo(mut parser: lexopt::Parser) -> Result<()> {
             Long("top-p") => o.sampler.top_p = parser.value()?.parse()?,
             Long("greedy") => o.sampler.temperature = 0.0,
             Long("max-memory") => o.max_memory = parser.value()?.parse()?,
+            Long("help") | Short('h') => return help(Some("demo")),
             _ => return Err(arg.unexpected().into()),
         }
     }
     welt::demo::run(&o)
 }
 
+/// The largest `--vocab` of `welt bench`: 4x the largest real vocabularies (Gemma 3: 262,144),
+/// so that the synthetic tokenizer and its tables stay within a few GB.
+const BENCH_MAX_VOCAB: usize = 1 << 20;
+/// The largest `--batch` of `welt bench --vocab`.
+const BENCH_MAX_BATCH: usize = 4096;
+/// The most logits (`--batch` x `--vocab`) one step of `welt bench --vocab` may hold: 1 GiB of
+/// `f32`.
+const BENCH_MAX_LOGITS: usize = 1 << 28;
+
 fn bench(mut parser: lexopt::Parser) -> Result<()> {
     let mut opts = welt::bench::Options::default();
     let mut e2e = false;
     let mut vocab: Option<usize> = None;
-    let mut batch = 32;
+    let mut batch: Option<usize> = None;
     while let Some(arg) = parser.next()? {
         match arg {
             Long("json") => opts.json = true,
             Long("quick") => opts.quick = true,
             Long("e2e") => e2e = true,
-            Long("vocab") => vocab = Some(parser.value()?.parse()?),
-            Long("batch") => batch = parser.value()?.parse()?,
+            Long("vocab") => vocab = Some(parse_bounded(&mut parser, "--vocab", 257, BENCH_MAX_VOCAB)?),
+            Long("batch") => batch = Some(parse_bounded(&mut parser, "--batch", 1, BENCH_MAX_BATCH)?),
+            Long("help") | Short('h') => return help(Some("bench")),
             _ => return Err(arg.unexpected().into()),
         }
     }
     if e2e {
-        return welt::e2e::run(&welt::e2e::Options {
+        if vocab.is_some() || batch.is_some() {
+            return Err(
+                "`welt bench --e2e` takes no --vocab or --batch (it runs the byte decoder at B = 1, 3, 32)"
+                    .into(),
+            );
+        }
+        return welt::bench::e2e::run(&welt::bench::e2e::Options {
             json: opts.json,
             quick: opts.quick,
         });
     }
     if let Some(vocab) = vocab {
-        if vocab < 257 || batch == 0 {
-            return Err("--vocab needs at least 257 tokens and --batch at least 1".into());
+        let batch = batch.unwrap_or(32);
+        if batch * vocab > BENCH_MAX_LOGITS {
+            return Err(format!(
+                "--batch {batch} x --vocab {vocab} is {} logits per step; at most {BENCH_MAX_LOGITS} (1 GiB of f32)",
+                batch * vocab
+            )
+            .into());
         }
-        let o = welt::bench_large::Options {
+        let o = welt::bench::large::Options {
             vocab,
             batch,
             json: opts.json,
             quick: opts.quick,
         };
-        return welt::bench_large::run(&o);
+        return welt::bench::large::run(&o);
+    }
+    if batch.is_some() {
+        return Err("--batch needs --vocab (`welt bench` alone runs B = 1, 3, 32, 256)".into());
     }
     welt::bench::run(&opts)
+}
+
+/// The value of `option`, a number in `lo..=hi` (the error names the range).
+fn parse_bounded(parser: &mut lexopt::Parser, option: &str, lo: usize, hi: usize) -> Result<usize> {
+    let value = parser.value()?;
+    let text = value.to_string_lossy();
+    match text.parse::<u64>() {
+        Ok(n) if (lo as u64..=hi as u64).contains(&n) => Ok(n as usize),
+        _ => Err(format!("{option} `{text}`: expected a number from {lo} to {hi}").into()),
+    }
 }
 
 #[cfg(feature = "cuda")]
@@ -318,6 +487,7 @@ fn gpu_check(mut parser: lexopt::Parser) -> Result<()> {
         match arg {
             Long("quick") => opts.quick = true,
             Long("json") => opts.json = Some(parser.value()?.into()),
+            Long("help") | Short('h') => return help(Some("gpu-check")),
             _ => return Err(arg.unexpected().into()),
         }
     }
@@ -325,6 +495,15 @@ fn gpu_check(mut parser: lexopt::Parser) -> Result<()> {
 }
 
 #[cfg(not(feature = "cuda"))]
-fn gpu_check(_: lexopt::Parser) -> Result<()> {
+fn gpu_check(mut parser: lexopt::Parser) -> Result<()> {
+    // Its options are still checked, and --help still answers, without the feature.
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("quick") => {}
+            Long("json") => drop(parser.value()?),
+            Long("help") | Short('h') => return help(Some("gpu-check")),
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
     Err("this `welt` was built without the `cuda` feature: cargo build --release --features cuda".into())
 }

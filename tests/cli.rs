@@ -277,3 +277,184 @@ fn a_closed_pipe_is_not_an_error() {
     );
     assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Runs `welt` and kills it if it has not finished after `limit` (a guard against a hang, not
+/// a measurement: the bound is minutes where the answer takes milliseconds).
+fn welt_within(args: &[&str], limit: std::time::Duration) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_welt"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run welt");
+    let start = std::time::Instant::now();
+    while child.try_wait().expect("poll welt").is_none() {
+        if start.elapsed() > limit {
+            child.kill().expect("kill welt");
+            panic!("welt {args:?} still running after {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("wait for welt")
+}
+
+fn file_names(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn dash_o_keeps_the_mode_of_the_file_it_replaces() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch("mode");
+    let path = dir.join("out.dot");
+    std::fs::write(&path, "old contents").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let out = welt(&["tables", "--emit", "dot", "-o", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        welt(&["tables", "--emit", "dot"]).stdout
+    );
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o640, "mode {mode:o}");
+    assert_eq!(file_names(&dir), ["out.dot"]);
+}
+
+#[test]
+fn dash_o_writes_through_a_symlink() {
+    let dir = scratch("symlink");
+    let target = dir.join("target.dot");
+    let link = dir.join("link.dot");
+    std::fs::write(&target, "old contents").unwrap();
+    std::os::unix::fs::symlink("target.dot", &link).unwrap();
+    let out = welt(&["tables", "--emit", "dot", "-o", link.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(),
+        "the link was replaced by a file"
+    );
+    assert_eq!(
+        std::fs::read(&target).unwrap(),
+        welt(&["tables", "--emit", "dot"]).stdout
+    );
+    assert_eq!(file_names(&dir), ["link.dot", "target.dot"]);
+}
+
+#[test]
+fn dash_o_refuses_a_directory_and_leaves_nothing_behind() {
+    let dir = scratch("dir");
+    let sub = dir.join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    assert_fails_with(
+        &welt(&["tables", "-o", sub.to_str().unwrap()]),
+        &["cannot write", "directory"],
+        "-o DIR",
+    );
+    assert_eq!(file_names(&dir), ["sub"]);
+    assert!(file_names(&sub).is_empty());
+    // A failed generation writes nothing, and creates no file.
+    let path = dir.join("out.rs");
+    assert_fails_with(
+        &welt(&[
+            "tables",
+            "--tokenizer",
+            "no/such.json",
+            "-o",
+            path.to_str().unwrap(),
+        ]),
+        &["no/such.json"],
+        "-o with a missing tokenizer",
+    );
+    assert_eq!(file_names(&dir), ["sub"]);
+}
+
+/// `-o /dev/stdout` writes to the process's stdout (here a pipe) and leaves the device node
+/// alone; so does a symlink to it.
+#[test]
+fn dash_o_dev_stdout_is_stdout() {
+    let expected = welt(&["tables", "--emit", "dot"]).stdout;
+    let out = welt(&["tables", "--emit", "dot", "-o", "/dev/stdout"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(out.stdout, expected);
+    assert!(std::fs::symlink_metadata("/dev/stdout")
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let dir = scratch("devstdout");
+    let link = dir.join("out");
+    std::os::unix::fs::symlink("/dev/stdout", &link).unwrap();
+    let out = welt(&["tables", "--emit", "dot", "-o", link.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(out.stdout, expected);
+    assert_eq!(file_names(&dir), ["out"]);
+}
+
+#[test]
+fn every_subcommand_answers_help_with_its_own_usage() {
+    let commands = ["tables", "query", "demo", "bench", "gpu-check", "help"];
+    for cmd in commands {
+        for args in [vec![cmd, "--help"], vec![cmd, "-h"], vec!["help", cmd]] {
+            let out = welt(&args);
+            assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+            assert!(out.stderr.is_empty(), "{args:?}: {}", text(&out.stderr));
+            let usage = text(&out.stdout);
+            assert!(usage.contains(&format!("welt {cmd} ")), "{args:?}: {usage}");
+            for other in commands.iter().filter(|&&o| o != cmd) {
+                assert!(
+                    !usage.contains(&format!("welt {other} ")),
+                    "{args:?}: usage of {other} in {usage}"
+                );
+            }
+        }
+    }
+    // After other options, too.
+    let out = welt(&["tables", "--emit", "dot", "--help"]);
+    assert!(out.status.success() && text(&out.stdout).contains("welt tables "));
+    assert_fails_with(
+        &welt(&["help", "frobnicate"]),
+        &["unknown command `frobnicate`"],
+        "help of an unknown command",
+    );
+}
+
+#[test]
+fn bench_refuses_out_of_range_and_unused_options() {
+    let limit = std::time::Duration::from_secs(300);
+    for (args, needles) in [
+        (
+            &["bench", "--vocab", "18446744073709551615"][..],
+            &["--vocab", "1048576"][..],
+        ),
+        (
+            &["bench", "--vocab", "99999999999999999999999"],
+            &["--vocab", "1048576"],
+        ),
+        (&["bench", "--vocab", "256"], &["--vocab", "257"]),
+        (&["bench", "--vocab", "many"], &["--vocab", "many"]),
+        (
+            &["bench", "--vocab", "1000", "--batch", "0"],
+            &["--batch", "from 1 to 4096"],
+        ),
+        (
+            &["bench", "--vocab", "1048576", "--batch", "4096"],
+            &["--batch", "--vocab", "at most"],
+        ),
+        (&["bench", "--batch", "0"], &["--batch"]),
+        (&["bench", "--batch", "3"], &["--batch needs --vocab"]),
+        (&["bench", "--e2e", "--vocab", "5"], &["--vocab"]),
+        (&["bench", "--e2e", "--vocab", "1000"], &["--e2e", "--vocab"]),
+        (&["bench", "--e2e", "--batch", "3"], &["--e2e", "--batch"]),
+        (&["bench", "--frobnicate"], &["--frobnicate"]),
+        (&["bench", "extra"], &["extra"]),
+        (&["gpu-check", "--frobnicate"], &["--frobnicate"]),
+    ] {
+        let out = welt_within(args, limit);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out.stderr));
+        assert_fails_with(&out, needles, &format!("{args:?}"));
+    }
+}

@@ -246,3 +246,53 @@ pub fn oracle_cases() -> Vec<OracleCase> {
         })
         .collect()
 }
+
+/// The tables in the file the build-script API writes for `build` (what `include!` of it
+/// would give): its source is generated here, lexed as Rust, checked to declare
+/// `pub struct NAME;` and its `Decoder` impl, and the blob literal passed to the runtime's
+/// `tables_or_panic` is read back and validated by `Tables::from_bytes`.
+pub fn build_script_blob(build: &kernels_gen::build::DecoderBuild, name: &str) -> Vec<u8> {
+    use proc_macro2::{TokenStream, TokenTree};
+    fn walk(tokens: TokenStream, out: &mut Vec<TokenTree>) {
+        for t in tokens {
+            let inner = match &t {
+                TokenTree::Group(g) => Some(g.stream()),
+                _ => None,
+            };
+            out.push(t);
+            if let Some(inner) = inner {
+                walk(inner, out);
+            }
+        }
+    }
+    let source = build.source().expect("the build-script source");
+    assert!(source.starts_with("// @generated"), "no generated-file header");
+    let tokens: TokenStream = source.parse().expect("the build-script source lexes as Rust");
+    let flat: Vec<String> = tokens.clone().into_iter().map(|t| t.to_string()).collect();
+    assert!(
+        flat.windows(3).any(|w| w == ["pub", "struct", name]),
+        "no `pub struct {name}` in the build-script source"
+    );
+    assert!(
+        flat.windows(3).any(|w| w == ["Decoder", "for", name]),
+        "no `impl Decoder for {name}` in the build-script source"
+    );
+    let mut all = Vec::new();
+    walk(tokens, &mut all);
+    let at = all
+        .iter()
+        .position(|t| matches!(t, TokenTree::Ident(i) if i == "tables_or_panic"))
+        .expect("the build-script source passes its blob to tables_or_panic");
+    let TokenTree::Group(args) = &all[at + 1] else {
+        panic!("tables_or_panic is not called");
+    };
+    let args: Vec<TokenTree> = args.stream().into_iter().collect();
+    let [TokenTree::Literal(lit)] = &args[..] else {
+        panic!("tables_or_panic takes one literal, got {args:?}");
+    };
+    let blob = syn::parse_str::<syn::LitByteStr>(&lit.to_string())
+        .expect("a byte-string literal")
+        .value();
+    welt_runtime::Tables::from_bytes(&blob).expect("the build-script tables validate");
+    blob
+}

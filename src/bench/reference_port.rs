@@ -181,7 +181,7 @@ impl std::error::Error for ReferenceError {}
 /// [`reset_row`](ReferenceBatch::reset_row) the rows that finished.
 ///
 /// ```
-/// use welt::reference_port::ReferenceBatch;
+/// use welt::bench::reference_port::ReferenceBatch;
 /// let mut batch = ReferenceBatch::new(1).unwrap();
 /// for &b in b"ab " {
 ///     batch.advance(&mut [u32::from(b)]).unwrap();

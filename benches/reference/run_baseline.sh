@@ -3,7 +3,7 @@
 # UTF8ValidationLogitsProcessor and WordStoppingCriteria inside Hugging Face `generate`) on this
 # machine, with the model sizes `welt bench --e2e` uses, so that both can be put side by side:
 #
-#   bash tests/reference/run_baseline.sh            # CPU; extra arguments go to the script
+#   bash benches/reference/run_baseline.sh           # CPU; extra arguments go to the script
 #   cargo run --release -- bench --e2e
 #
 # Same model: Llama, vocabulary 256, hidden 256, intermediate 1024, 4 layers, 4 heads, random

@@ -37,7 +37,7 @@ struct Stream {
 }
 
 fn draw_stream(t: Tables<'static>, batch: usize, steps: usize, seed: u64) -> Result<Stream, Box<dyn Error>> {
-    let mut rng = crate::bench::SplitMix64::new(seed);
+    let mut rng = crate::rng::SplitMix64::new(seed);
     // Allowed tokens per state, drawn from the masks once.
     let allowed: Vec<Vec<u32>> = (0..t.num_states() as u16)
         .map(|s| t.mask(s).iter().collect())

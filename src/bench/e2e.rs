@@ -14,8 +14,8 @@ use candle_core::Device;
 use serde_json::json;
 use welt_runtime::{Constraint, Decoder, GenerateError, Sampler, Utf8Words, WordBatch, WordGenerator};
 
+use super::reference_port::{ReferenceBatch, ReferenceError};
 use crate::model::{ByteLlama, LlamaConfig};
-use crate::reference_port::{ReferenceBatch, ReferenceError};
 
 /// Bytes biased to -1e4 so that no word stops early (the Python baseline's `STOP_PRONE`).
 pub fn stop_prone_bias() -> Vec<f32> {

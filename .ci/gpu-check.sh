@@ -3,7 +3,7 @@
 #
 #   cargo build --release --features cuda && mkdir -p .gpu-carry && cp target/release/welt .gpu-carry/
 #
-# then run it on the device with `.gpu-carry` carried:  bash tests/gpu/gpu-check.sh
+# then run it on the device with `.gpu-carry` carried:  bash .ci/gpu-check.sh
 # It prints the GPU, runs `welt gpu-check` (device vs CPU tables, then timings with CUDA
 # events) and the quick check under compute-sanitizer memcheck; results go to $OUT.
 set -u
