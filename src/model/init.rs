@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use candle_core::{Device, Tensor};
 
 use super::{ByteLlama, LlamaConfig, ModelError};
+use crate::rng::SplitMix64;
 
 /// How a tensor is initialised by [`ByteLlama::random`].
 #[derive(Clone, Copy, PartialEq)]
@@ -120,38 +121,6 @@ pub(super) fn specs(cfg: &LlamaConfig) -> impl Iterator<Item = Spec> + '_ {
     std::iter::once(embed).chain(layers).chain(tail)
 }
 
-/// splitmix64 (Steele, Lea, Flood): a tiny, well-mixed generator, so that
-/// [`ByteLlama::random`] gives the same weights on every platform and candle version.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in (0, 1]: never 0, so that `ln` in Box-Muller is finite.
-    fn uniform(&mut self) -> f64 {
-        ((self.next_u64() >> 11) + 1) as f64 * (1.0 / (1u64 << 53) as f64)
-    }
-
-    /// `n` draws from N(0, std²) by Box-Muller, both values of each pair used.
-    fn normals(&mut self, n: usize, std: f64) -> Vec<f32> {
-        let mut out = Vec::with_capacity(n + 1);
-        while out.len() < n {
-            let r = (-2.0 * self.uniform().ln()).sqrt() * std;
-            let theta = std::f64::consts::TAU * self.uniform();
-            out.push((r * theta.cos()) as f32);
-            out.push((r * theta.sin()) as f32);
-        }
-        out.truncate(n);
-        out
-    }
-}
-
 impl ByteLlama {
     /// A model with deterministic random weights: Hugging Face's initialisation (normal with
     /// std 0.02 for embeddings and projections, norms 1) drawn from a splitmix64 stream seeded
@@ -171,7 +140,7 @@ impl ByteLlama {
                 limit: ByteLlama::DEFAULT_MEMORY_LIMIT,
             });
         }
-        let mut rng = SplitMix64(seed);
+        let mut rng = SplitMix64::new(seed);
         let mut tensors = HashMap::new();
         for spec in specs(&cfg) {
             let n = spec.shape.iter().product();
