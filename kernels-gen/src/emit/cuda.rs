@@ -161,4 +161,22 @@ mod tests {
         assert!(src.contains("\n/* ---- this decoder ---- */\n#define WELT_V 256u\n"));
         assert!(header(&tables).ends_with(ABI));
     }
+
+    /// A grid dimension is bounded (gridDim.y by 65,535): no kernel may take its row from a
+    /// block index alone, every one loops from it over the batch.
+    #[test]
+    fn every_kernel_loops_over_the_rows_past_the_grid() {
+        let rows: Vec<&str> = KERNELS
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.contains("blockIdx") && l.contains("row = "))
+            .collect();
+        assert_eq!(rows.len(), 3, "{rows:#?}"); // mask, advance, step
+        for l in rows {
+            assert!(
+                l.starts_with("for (size_t row = ") && l.contains("row < ") && l.contains("row += "),
+                "a row taken from a grid index without a loop: `{l}`"
+            );
+        }
+    }
 }

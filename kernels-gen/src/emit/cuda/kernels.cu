@@ -46,22 +46,26 @@ __device__ __forceinline__ void welt_neg_inf(welt_f32, float *p) { welt_set_neg_
 __device__ __forceinline__ void welt_neg_inf(welt_f16, unsigned short *p) { welt_set_neg_inf_f16(p); }
 __device__ __forceinline__ void welt_neg_inf(welt_bf16, unsigned short *p) { welt_set_neg_inf_bf16(p); }
 
-/* ---- mask: grid (any x, batch), one thread per token, grid-stride over the row ----
+/* ---- mask: grid (x, y), one thread per token, grid-stride over the row (x) and the batch (y) ----
    Consecutive threads own consecutive tokens, so the stores of a warp are coalesced and the
    mask word they test is the same for 64 tokens (one cached load). Only forbidden tokens are
-   written; the logits are never read. */
+   written; the logits are never read. gridDim.y is at most 65,535, so a block takes rows
+   blockIdx.y, blockIdx.y + gridDim.y, ...; indices are 64-bit so that no stride wraps. */
 template <typename E>
 __device__ void welt_mask_impl(welt_tables t, typename E::T *logits, unsigned long long row_stride,
                                const unsigned short *states, const unsigned char *flags,
                                unsigned int batch) {
-    const unsigned row = blockIdx.y;
-    if (row >= batch || row_stride < WELT_V) return;
-    if (flags[row] & WELT_FLAG_FINISHED) return;
-    const unsigned short s = states[row];
-    if (s >= WELT_STATES) return;
-    typename E::T *row_logits = logits + (size_t)row * row_stride;
-    for (unsigned tok = blockIdx.x * blockDim.x + threadIdx.x; tok < WELT_V; tok += gridDim.x * blockDim.x) {
-        if (!((WELT_MASK(t, s, tok >> 6) >> (tok & 63)) & 1ull)) welt_neg_inf(E(), row_logits + tok);
+    if (row_stride < WELT_V) return;
+    const size_t first_tok = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    const size_t tok_stride = (size_t)gridDim.x * blockDim.x;
+    for (size_t row = blockIdx.y; row < batch; row += gridDim.y) {
+        if (flags[row] & WELT_FLAG_FINISHED) continue;
+        const unsigned short s = states[row];
+        if (s >= WELT_STATES) continue;
+        typename E::T *row_logits = logits + row * row_stride;
+        for (size_t tok = first_tok; tok < WELT_V; tok += tok_stride) {
+            if (!((WELT_MASK(t, s, tok >> 6) >> (tok & 63)) & 1ull)) welt_neg_inf(E(), row_logits + tok);
+        }
     }
 }
 
@@ -102,15 +106,17 @@ __device__ __forceinline__ unsigned welt_advance_row(welt_tables t, unsigned row
     return tok;
 }
 
-/* ---- advance: one thread per row ---- */
+/* ---- advance: one thread per row, grid-stride over the batch ---- */
 extern "C" __global__ void welt_advance(welt_tables t, const unsigned int *tokens, unsigned int *next_tokens,
                                         unsigned short *states, unsigned short *lengths, unsigned char *flags,
                                         unsigned int batch, unsigned int max_word_len, unsigned int *running,
                                         unsigned int *error) {
-    const unsigned row = blockIdx.x * blockDim.x + threadIdx.x;
-    if (row >= batch) return;
-    if (flags[row] & WELT_FLAG_FINISHED) { next_tokens[row] = WELT_PAD; return; }
-    next_tokens[row] = welt_advance_row(t, row, tokens[row], max_word_len, states, lengths, flags, running, error);
+    const size_t stride = (size_t)gridDim.x * blockDim.x;
+    for (size_t row = (size_t)blockIdx.x * blockDim.x + threadIdx.x; row < batch; row += stride) {
+        if (flags[row] & WELT_FLAG_FINISHED) { next_tokens[row] = WELT_PAD; continue; }
+        next_tokens[row] = welt_advance_row(t, (unsigned)row, tokens[row], max_word_len, states, lengths, flags,
+                                            running, error);
+    }
 }
 
 /* ---- Philox-4x32-10 (Salmon et al., SC'11): counter (row, draw) keyed by the seed ---- */
@@ -157,15 +163,15 @@ __device__ __forceinline__ unsigned welt_block_count(unsigned v, unsigned *scrat
 
 /* ---- the fused step: one block of WELT_BLOCK threads per row ----
    Thread i owns the contiguous tokens [i * chunk, (i + 1) * chunk), so a prefix over threads
-   is a prefix over token ids: the sampled token is the first whose running sum passes u. */
+   is a prefix over token ids: the sampled token is the first whose running sum passes u.
+   Every early return is taken by the whole block (its conditions are the row's, or read from
+   shared memory after a barrier), so the block stays together for the next row. */
 template <typename E>
-__device__ void welt_step_impl(const welt_step_params &p) {
+__device__ void welt_step_row(const welt_step_params &p, const unsigned row) {
     __shared__ float fscratch[WELT_BLOCK / 32];
     __shared__ unsigned uscratch[WELT_BLOCK / 32];
     __shared__ float sums[WELT_BLOCK];
     __shared__ unsigned long long best;
-    const unsigned row = blockIdx.x;
-    if (row >= p.batch || p.row_stride < WELT_V || blockDim.x != WELT_BLOCK) return;
     if (p.flags[row] & WELT_FLAG_FINISHED) {
         if (threadIdx.x == 0) p.next_tokens[row] = WELT_PAD;
         return;
@@ -279,6 +285,17 @@ __device__ void welt_step_impl(const welt_step_params &p) {
     if (threadIdx.x == 0) {
         p.next_tokens[row] = welt_advance_row(p.tables, row, chosen, p.max_word_len, p.states, p.lengths,
                                               p.flags, p.running, p.error);
+    }
+}
+
+/* Block-stride over the batch: a grid of fewer blocks than rows (gridDim.x is bounded) takes
+   rows blockIdx.x, blockIdx.x + gridDim.x, ... */
+template <typename E>
+__device__ void welt_step_impl(const welt_step_params &p) {
+    if (p.row_stride < WELT_V || blockDim.x != WELT_BLOCK) return;
+    for (size_t row = blockIdx.x; row < p.batch; row += gridDim.x) {
+        welt_step_row<E>(p, (unsigned)row);
+        __syncthreads(); /* the next row reuses the shared scratch and `best` */
     }
 }
 
