@@ -58,6 +58,15 @@ fn sources() -> Vec<(String, String)> {
         "synthetic_128k".to_string(),
         kernels_gen::emit::cuda::source(&tables),
     ));
+    // A file name that would inject lines, end the comment or hold a NUL stays in the header.
+    let tokens = (0..=255u8).map(|b| kernels_gen::Token::Bytes(vec![b])).collect();
+    let label = "evil.json\n#error injected\r\n*/ \"q\" \\ \u{e9} \0 end\\";
+    let vocab = kernels_gen::Vocabulary::new(label, tokens, Some(3), 0).unwrap();
+    let tables = kernels_gen::generate(&kernels_gen::DecoderSpec::new(vocab)).unwrap();
+    out.push((
+        "hostile_label".to_string(),
+        kernels_gen::emit::cuda::source(&tables),
+    ));
     out
 }
 
