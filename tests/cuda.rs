@@ -242,7 +242,11 @@ fn a_batch_past_the_grid_limit_runs_every_row() {
         .unwrap()
         .apply_mask(&mut want)
         .unwrap();
-    if let Some(i) = got.iter().zip(&want).position(|(a, b)| a.to_bits() != b.to_bits()) {
+    if let Some(i) = got
+        .iter()
+        .zip(&want)
+        .position(|(a, b)| a.to_bits() != b.to_bits())
+    {
         panic!("mask differs at row {} token {}", i / v, i % v);
     }
     // Every row starts in the same state with the same logits: one greedy choice for all.

@@ -81,7 +81,11 @@ pub fn source(tables: &Tables) -> String {
         decoder.push_str(&constant_tables(tables, width));
     }
     out.push('\n');
-    splice(&mut out, KERNELS, &[(INCLUDE_ABI, ABI), (INCLUDE_DECODER, &decoder)]);
+    splice(
+        &mut out,
+        KERNELS,
+        &[(INCLUDE_ABI, ABI), (INCLUDE_DECODER, &decoder)],
+    );
     out
 }
 

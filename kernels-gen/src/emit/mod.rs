@@ -73,7 +73,10 @@ mod tests {
             head[1]
         );
         assert!(!hostile.contains('\0') && !hostile.contains('\r'), "{what}");
-        assert!(head.iter().all(|l| !l.trim_end().ends_with('\\')), "{what}: a line splice");
+        assert!(
+            head.iter().all(|l| !l.trim_end().ends_with('\\')),
+            "{what}: a line splice"
+        );
         let rest: String = lines[3..].concat();
         let benign_rest: String = benign.split_inclusive('\n').skip(3).collect();
         assert_eq!(rest, benign_rest, "{what}: the label leaked past the header");
@@ -82,7 +85,10 @@ mod tests {
 
     #[test]
     fn escape_keeps_printable_ascii_and_encodes_the_rest() {
-        assert_eq!(escape("tests/fixtures/a-b_c.json (x=1)"), "tests/fixtures/a-b_c.json (x=1)");
+        assert_eq!(
+            escape("tests/fixtures/a-b_c.json (x=1)"),
+            "tests/fixtures/a-b_c.json (x=1)"
+        );
         assert_eq!(
             escape(HOSTILE),
             "evil.json\\u{a}#error injected\\u{d}\\u{a}*\\u{2f} \\u{2f}* \\u{22}q\\u{22} \
@@ -106,7 +112,11 @@ mod tests {
         let syn::Meta::NameValue(doc) = &imp.attrs[0].meta else {
             panic!("no doc attribute on the impl")
         };
-        let syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(doc), .. }) = &doc.value else {
+        let syn::Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Str(doc),
+            ..
+        }) = &doc.value
+        else {
             panic!("the doc is not a string")
         };
         let doc = doc.value();
@@ -118,7 +128,10 @@ mod tests {
         assert_eq!(lines.len(), benign.lines().count());
         assert!(lines[..3].iter().all(|l| l.starts_with("// ")));
         assert!(lines[1].contains(&escape(HOSTILE)));
-        assert!(lines[3..].iter().all(|l| !l.starts_with("#error")), "the label leaked");
+        assert!(
+            lines[3..].iter().all(|l| !l.starts_with("#error")),
+            "the label leaked"
+        );
     }
 
     #[test]
