@@ -1,6 +1,10 @@
 //! The CUDA emitter: a `.cu` source with the decoder's tables and `extern "C"` kernels, and a C
 //! header describing the kernel ABI.
 //!
+//! The kernels and the header are C files next to this one, `cuda/kernels.cu` and
+//! `cuda/welt_kernels.h`, embedded with `include_str!`; only the decoder's sizes and tables are
+//! generated here.
+//!
 //! Design:
 //!
 //! - **State stays on the device.** Per row the device holds the automaton state, the word
@@ -10,7 +14,9 @@
 //!   the constant cache broadcasts. Larger decoders read the same blob layout from global
 //!   memory through the read-only cache, uploaded once from the runtime's tables. Either way
 //!   the bytes come from the same [`Tables`], so the CPU and the GPU cannot disagree.
-//! - **Kernels**, all bounds-checked against the batch size, the vocabulary and the row stride:
+//! - **Kernels**, all bounds-checked against the batch size, the vocabulary and the row stride,
+//!   with 64-bit indices, and each looping over the rows its grid does not cover (a grid
+//!   dimension is bounded: `gridDim.y` by 65,535), so any `u32` batch runs:
 //!   - `welt_mask_{f32,f16,bf16}`: `-inf` into the forbidden logits of every running row, one
 //!     thread per token with coalesced stores (half types are written as bit patterns, so no
 //!     CUDA header is needed);
