@@ -10,8 +10,10 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use welt_runtime::cuda::{compile_ptx, driver_present, nvrtc_present, CudaDecoder, CudaErrorKind};
-use welt_runtime::{welt_decoder, Decoder, Utf8Words};
+use welt_runtime::cuda::{
+    compile_ptx, driver_present, nvrtc_present, CudaDecoder, CudaErrorKind, DeviceBatch, Sampling,
+};
+use welt_runtime::{welt_decoder, Decoder, Utf8Words, WordBatch};
 
 #[welt_decoder(tokenizer = "tests/fixtures/byt5_like.json")]
 struct Byt5;
@@ -54,6 +56,15 @@ fn sources() -> Vec<(String, String)> {
     let tables = kernels_gen::generate(&kernels_gen::DecoderSpec::new(vocab)).unwrap();
     out.push((
         "synthetic_128k".to_string(),
+        kernels_gen::emit::cuda::source(&tables),
+    ));
+    // A file name that would inject lines, end the comment or hold a NUL stays in the header.
+    let tokens = (0..=255u8).map(|b| kernels_gen::Token::Bytes(vec![b])).collect();
+    let label = "evil.json\n#error injected\r\n*/ \"q\" \\ \u{e9} \0 end\\";
+    let vocab = kernels_gen::Vocabulary::new(label, tokens, Some(3), 0).unwrap();
+    let tables = kernels_gen::generate(&kernels_gen::DecoderSpec::new(vocab)).unwrap();
+    out.push((
+        "hostile_label".to_string(),
         kernels_gen::emit::cuda::source(&tables),
     ));
     out
@@ -206,4 +217,44 @@ fn a_missing_driver_is_an_err_not_a_panic() {
     let e = CudaDecoder::new::<Utf8Words>(0).unwrap_err();
     assert_eq!(e.kind(), CudaErrorKind::Unavailable);
     assert!(e.to_string().contains("driver"), "{e}");
+}
+
+/// gridDim.y is at most 65,535: a batch with more rows is masked and stepped in full, the
+/// kernels looping over the rows past the grid. Needs a GPU (skipped without a driver; `welt
+/// gpu-check` covers the rest on one).
+#[test]
+fn a_batch_past_the_grid_limit_runs_every_row() {
+    if !driver_present() {
+        eprintln!("skipped: no CUDA driver");
+        return;
+    }
+    let dec = CudaDecoder::new::<Utf8Words>(0).unwrap();
+    let v = Utf8Words::TABLES.vocab_size();
+    let batch = 65_535 + 3;
+    let host: Vec<f32> = (0..batch * v).map(|i| (i % v) as f32).collect();
+    let stream = dec.stream();
+    let mut gpu = DeviceBatch::new(&dec, batch).unwrap();
+    let mut logits = stream.clone_htod(&host).unwrap();
+    gpu.mask(&mut logits, v).unwrap();
+    let got = stream.clone_dtoh(&logits).unwrap();
+    let mut want = host.clone();
+    WordBatch::new(Utf8Words::TABLES, batch)
+        .unwrap()
+        .apply_mask(&mut want)
+        .unwrap();
+    if let Some(i) = got
+        .iter()
+        .zip(&want)
+        .position(|(a, b)| a.to_bits() != b.to_bits())
+    {
+        panic!("mask differs at row {} token {}", i / v, i % v);
+    }
+    // Every row starts in the same state with the same logits: one greedy choice for all.
+    let logits = stream.clone_htod(&host).unwrap();
+    gpu.step(&logits, v, &Sampling::greedy()).unwrap();
+    gpu.check_error().unwrap();
+    let next = stream.clone_dtoh(gpu.next_tokens()).unwrap();
+    assert!(next[..batch].iter().all(|&t| t == next[0]), "rows differ");
+    let t = Utf8Words::TABLES;
+    assert!(t.mask(t.start()).allows(next[0]), "token {}", next[0]);
 }

@@ -170,7 +170,7 @@ impl Tables {
         let provenance = format!(
             "kernels-gen {} from vocabulary {} ({} tokens); {}; max word length {}",
             env!("CARGO_PKG_VERSION"),
-            spec.vocab.label(),
+            crate::emit::escape(spec.vocab.label()),
             v,
             rule,
             spec.max_word_len

@@ -447,7 +447,8 @@ impl<'d> DeviceBatch<'d> {
         self.check_logits(logits, row_stride)?;
         let v = self.dec.tables.vocab_size() as u32;
         let cfg = LaunchConfig {
-            grid_dim: (v.div_ceil(MASK_BLOCK).min(1024), self.batch, 1),
+            // gridDim.y is at most 65,535: the kernel loops over the rows past it.
+            grid_dim: (v.div_ceil(MASK_BLOCK).min(1024), self.batch.min(65_535), 1),
             block_dim: (MASK_BLOCK, 1, 1),
             shared_mem_bytes: 0,
         };
@@ -538,7 +539,8 @@ impl<'d> DeviceBatch<'d> {
             draws: draws as *mut u32,
         };
         let cfg = LaunchConfig {
-            grid_dim: (self.batch, 1, 1),
+            // gridDim.x is at most 2^31 - 1: the kernel loops over the rows past it.
+            grid_dim: (self.batch.min(i32::MAX as u32), 1, 1),
             block_dim: (STEP_BLOCK, 1, 1),
             shared_mem_bytes: 0,
         };

@@ -1,5 +1,10 @@
 //! Emitters: each turns [`Tables`](crate::Tables) into one language. All of them start with a
 //! header saying that the output is generated, by what, and from which inputs.
+//!
+//! Inputs (a tokenizer's file name, a token's text) reach generated code only through
+//! [`escape`], so a hostile one cannot add lines to it, end a comment or close a string.
+
+use std::fmt::Write;
 
 pub mod cuda;
 pub mod dot;
@@ -13,4 +18,146 @@ pub fn header(tables: &crate::Tables, what: &str) -> String {
         env!("CARGO_PKG_VERSION"),
         tables.provenance()
     )
+}
+
+/// An input as text that is safe to print anywhere in generated code: in a `//` or `/* */`
+/// comment (Rust, C, CUDA, DOT), in a quoted DOT label, in a Rust string literal (where it
+/// reads back as the input) and in the statistics.
+///
+/// Printable ASCII stays as it is, except `\`, `"` and a `/` beside a `*`; those and every
+/// other character (line breaks, NUL and other controls, non-ASCII) become `\u{hex}`, as in
+/// a Rust string. So the text is one line of printable ASCII with no quote, no `*/` or `/*`,
+/// and no backslash that is not followed by `u{` (none at the end to join a C comment with
+/// the next line). Deterministic: the same input always gives the same text.
+pub fn escape(input: &str) -> String {
+    let mut out = String::with_capacity(input.len());
+    let mut prev = None;
+    let mut chars = input.chars().peekable();
+    while let Some(c) = chars.next() {
+        let beside_star = c == '/' && (prev == Some('*') || chars.peek() == Some(&'*'));
+        if (c == ' ' || c.is_ascii_graphic()) && c != '\\' && c != '"' && !beside_star {
+            out.push(c);
+        } else {
+            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+        }
+        prev = Some(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape;
+    use crate::{generate, DecoderSpec, Tables, Token, Vocabulary};
+
+    /// A file name with everything that could break out of a comment, a string or a line.
+    const HOSTILE: &str =
+        "evil.json\n#error injected\r\n*/ /* \"q\" back\\slash \u{e9}\u{202e} \0 \u{2028}end\\";
+
+    fn tables(label: &str) -> Tables {
+        let tokens = (0..=255u8).map(|b| Token::Bytes(vec![b])).collect();
+        let vocab = Vocabulary::new(label, tokens, Some(3), 0).unwrap();
+        generate(&DecoderSpec::new(vocab)).unwrap()
+    }
+
+    /// The generated-file header of `out` is its first three lines, each a `//` comment that
+    /// holds the whole escaped label (nothing of it on another line), and what follows is what
+    /// a harmless label gives.
+    fn check_header(what: &str, hostile: &str, benign: &str) {
+        let lines: Vec<&str> = hostile.split_inclusive('\n').collect();
+        let head = &lines[..3];
+        assert!(head.iter().all(|l| l.starts_with("// ")), "{what}: {head:#?}");
+        assert!(
+            head[1].starts_with("// Inputs: ") && head[1].contains(&escape(HOSTILE)),
+            "{what}: {}",
+            head[1]
+        );
+        assert!(!hostile.contains('\0') && !hostile.contains('\r'), "{what}");
+        assert!(
+            head.iter().all(|l| !l.trim_end().ends_with('\\')),
+            "{what}: a line splice"
+        );
+        let rest: String = lines[3..].concat();
+        let benign_rest: String = benign.split_inclusive('\n').skip(3).collect();
+        assert_eq!(rest, benign_rest, "{what}: the label leaked past the header");
+        assert!(!rest.contains("injected"), "{what}");
+    }
+
+    #[test]
+    fn escape_keeps_printable_ascii_and_encodes_the_rest() {
+        assert_eq!(
+            escape("tests/fixtures/a-b_c.json (x=1)"),
+            "tests/fixtures/a-b_c.json (x=1)"
+        );
+        assert_eq!(
+            escape(HOSTILE),
+            "evil.json\\u{a}#error injected\\u{d}\\u{a}*\\u{2f} \\u{2f}* \\u{22}q\\u{22} \
+             back\\u{5c}slash \\u{e9}\\u{202e} \\u{0} \\u{2028}end\\u{5c}"
+        );
+        // It reads back as the input in a Rust string literal.
+        let lit: syn::LitStr = syn::parse_str(&format!("\"{}\"", escape(HOSTILE))).unwrap();
+        assert_eq!(lit.value(), HOSTILE);
+    }
+
+    #[test]
+    fn a_hostile_label_stays_in_the_rust_comment() {
+        let (bad, good) = (tables(HOSTILE), tables("benign"));
+        let out = super::rust::decoder_file(&bad, "D", "doc").unwrap();
+        let file = syn::parse_file(&out).unwrap_or_else(|e| panic!("does not parse: {e}"));
+        assert_eq!(file.items.len(), 2, "the struct and its impl");
+        // The doc string of the impl holds the label, on one line.
+        let syn::Item::Impl(imp) = &file.items[1] else {
+            panic!("the second item is not the impl")
+        };
+        let syn::Meta::NameValue(doc) = &imp.attrs[0].meta else {
+            panic!("no doc attribute on the impl")
+        };
+        let syn::Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Str(doc),
+            ..
+        }) = &doc.value
+        else {
+            panic!("the doc is not a string")
+        };
+        let doc = doc.value();
+        assert!(doc.contains(&escape(HOSTILE)) && !doc.contains('\n'), "{doc}");
+        // Its header comment holds the label; the label is nowhere else on a line of its own
+        // (the doc and the CUDA source are string literals, escaped).
+        let benign = super::rust::decoder_file(&good, "D", "doc").unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), benign.lines().count());
+        assert!(lines[..3].iter().all(|l| l.starts_with("// ")));
+        assert!(lines[1].contains(&escape(HOSTILE)));
+        assert!(
+            lines[3..].iter().all(|l| !l.starts_with("#error")),
+            "the label leaked"
+        );
+    }
+
+    #[test]
+    fn a_hostile_label_stays_in_the_c_comments() {
+        let (bad, good) = (tables(HOSTILE), tables("benign"));
+        let h = super::cuda::header(&bad);
+        check_header("header", &h, &super::cuda::header(&good));
+        assert!(h.lines().skip(3).all(|l| !l.contains("evil")));
+        check_header("cuda", &super::cuda::source(&bad), &super::cuda::source(&good));
+    }
+
+    #[test]
+    fn a_hostile_label_stays_in_the_dot_comment() {
+        let (bad, good) = (tables(HOSTILE), tables("benign"));
+        let dot = super::dot::emit(&bad);
+        check_header("dot", &dot, &super::dot::emit(&good));
+        for l in dot.lines().skip(3) {
+            if let Some((_, label)) = l.split_once("label=") {
+                assert!(label.starts_with('"') && label[1..].contains('"'), "{l}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_hostile_label_stays_in_the_stats_header() {
+        let (bad, good) = (tables(HOSTILE), tables("benign"));
+        check_header("stats", &super::stats::emit(&bad), &super::stats::emit(&good));
+    }
 }
