@@ -256,9 +256,17 @@ impl Header {
 
     /// Where each table lies in a blob with this header; `Err` if the sizes overflow `usize`.
     pub const fn sections(&self) -> Result<Sections, &'static str> {
-        let (n, v, w) = (self.states as usize, self.vocab as usize, self.mask_words() as usize);
+        let (n, v, w) = (
+            self.states as usize,
+            self.vocab as usize,
+            self.mask_words() as usize,
+        );
         // Entries per state: one per token (direct) or one per class.
-        let (class_len, width) = if self.classes == 0 { (0, v) } else { (2 * v, self.classes as usize) };
+        let (class_len, width) = if self.classes == 0 {
+            (0, v)
+        } else {
+            (2 * v, self.classes as usize)
+        };
         let entry_len = match n.checked_mul(width) {
             Some(x) => x.checked_mul(2),
             None => None,

@@ -64,9 +64,9 @@ impl<'a> Tables<'a> {
     /// Not checked in the token-class layout: mask bits against entries. That check reads
     /// every (state, token) pair, millions for a 128k-token vocabulary, which takes minutes of
     /// const evaluation; [`Tables::validate`] (and [`OwnedTables::from_bytes`], which runs it)
-    /// does it at run time. Nothing memory safety
-    /// rests on is left out: a mask that disagrees with its entries makes the mask allow a
-    /// token that `advance` then rejects (or the reverse), never an out-of-bounds access.
+    /// does it at run time. Nothing memory safety rests on is left out: a wrong mask bit allows
+    /// a token that `advance` then refuses with an `Err`, or forbids one it would accept, and
+    /// never leads to an out-of-bounds access.
     pub const fn from_bytes(blob: &'a [u8]) -> Result<Tables<'a>, Error> {
         let h = match Header::parse(blob) {
             Ok(h) => h,

@@ -28,7 +28,14 @@ fn owned_tables_are_the_borrowed_ones() {
         let t = copy.as_tables();
         assert_eq!(t.as_bytes(), borrowed.as_bytes());
         assert_eq!(
-            (t.vocab_size(), t.num_states(), t.start(), t.eos(), t.pad(), t.max_word_len()),
+            (
+                t.vocab_size(),
+                t.num_states(),
+                t.start(),
+                t.eos(),
+                t.pad(),
+                t.max_word_len()
+            ),
             (
                 borrowed.vocab_size(),
                 borrowed.num_states(),
