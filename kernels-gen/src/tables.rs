@@ -332,6 +332,7 @@ impl Tables {
         }
         out.extend_from_slice(&bits);
         debug_assert_eq!(out.len(), self.stats.blob_bytes);
+        debug_assert_eq!(Ok(out.len()), header.sections().map(|s| s.end));
         out
     }
 }
