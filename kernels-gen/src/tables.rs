@@ -1,31 +1,8 @@
 //! The one in-memory form of a generated decoder, and its binary layout.
 //!
 //! Every emitter works from [`Tables`]. The binary form (the "blob") is what the Rust emitter
-//! embeds and what `welt_runtime::Tables::from_bytes` reads; its layout is fixed and
-//! little-endian whatever the host:
-//!
-//! ```text
-//! offset  size             field
-//! 0       8                magic b"welt-tbl"
-//! 8       4                format version (1)
-//! 12      4                header length in bytes (64)
-//! 16      4                vocabulary size V
-//! 20      4                number of states N (dead state included)
-//! 24      4                start state
-//! 28      4                dead state (always 0)
-//! 32      4                EOS token id, or 0xFFFF_FFFF if none
-//! 36      4                PAD token id
-//! 40      4                default maximum word length, in tokens
-//! 44      4                mask words per state W = ceil(V / 64)
-//! 48      4                layout: 0 = direct, 1 = token classes
-//! 52      4                token classes C (0 in the direct layout)
-//! 56      8                reserved, zero
-//! 64      ...              direct:  N * V * 2 bytes of entries, state-major
-//!                          classes: V * 2 bytes of token classes (u16),
-//!                                   then N * C * 2 bytes of entries, state-major
-//! ...     N * W * 8        masks: per state W u64 words, bit t of the row = token t allowed
-//! ...     ceil(N / 8)      boundary bits: bit s = state s is at a character boundary
-//! ```
+//! embeds and what `welt_runtime::Tables::from_bytes` reads; its layout is defined once, in the
+//! `welt-format` crate (header, sections, entry bits), for this writer and that reader.
 //!
 //! An entry is a `u16`: next state in bits 0..15, the stop flag in bit 15. In the direct
 //! layout advancing a row is one load; with token classes it is two dependent loads, and the
@@ -38,20 +15,7 @@ use crate::lift::TokenDfa;
 use crate::spec::{DecoderSpec, Layout, DIRECT_LIMIT_BYTES};
 use crate::Error;
 
-/// The blob's magic bytes.
-pub const MAGIC: &[u8; 8] = b"welt-tbl";
-/// The blob format version this crate writes.
-pub const FORMAT_VERSION: u32 = 1;
-/// Bytes in the blob header.
-pub const HEADER_LEN: usize = 64;
-/// The stop flag's bit in an entry.
-pub const STOP_BIT: u16 = 1 << 15;
-/// Most states an entry can name.
-pub const MAX_STATES: usize = 1 << 15;
-/// Most token classes the class layout can name.
-pub const MAX_CLASSES: usize = 1 << 16;
-/// "No EOS" in the blob.
-pub const NO_EOS: u32 = u32::MAX;
+pub use welt_format::{FORMAT_VERSION, HEADER_LEN, MAGIC, MAX_CLASSES, MAX_STATES, NO_EOS, STOP_BIT};
 
 /// A generated decoder: the token-level automaton as tables, plus what it was made from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -139,7 +103,7 @@ impl Tables {
         }
         let w = v.div_ceil(64);
         let entries: Vec<u16> = (0..n * c)
-            .map(|i| token.classes.next[i] as u16 | if token.classes.stop[i] { STOP_BIT } else { 0 })
+            .map(|i| welt_format::entry(token.classes.next[i] as u16, token.classes.stop[i]))
             .collect();
         let mut masks = vec![0u64; n * w];
         for s in 0..n {
@@ -303,7 +267,7 @@ impl Tables {
     /// `(next state, stop)` for `state` and `token`.
     pub fn step(&self, state: u16, token: u32) -> (u16, bool) {
         let e = self.entries[state as usize * self.classes + self.class_of[token as usize] as usize];
-        (e & !STOP_BIT, e & STOP_BIT != 0)
+        (welt_format::next_state(e), welt_format::stops(e))
     }
     /// Whether `token` is allowed in `state`.
     pub fn allows(&self, state: u16, token: u32) -> bool {
@@ -334,28 +298,17 @@ impl Tables {
 
     /// The binary form, as documented in this module.
     pub fn to_blob(&self) -> Vec<u8> {
+        let header = welt_format::Header {
+            vocab: self.vocab_size as u32,
+            states: self.states as u32,
+            start: u32::from(self.start),
+            eos: self.eos.unwrap_or(NO_EOS),
+            pad: self.pad,
+            max_word_len: u32::from(self.max_word_len),
+            classes: if self.direct { 0 } else { self.classes as u32 },
+        };
         let mut out = Vec::with_capacity(self.stats.blob_bytes);
-        out.extend_from_slice(MAGIC);
-        let w = self.vocab_size.div_ceil(64);
-        for x in [
-            FORMAT_VERSION,
-            HEADER_LEN as u32,
-            self.vocab_size as u32,
-            self.states as u32,
-            u32::from(self.start),
-            0,
-            self.eos.unwrap_or(NO_EOS),
-            self.pad,
-            u32::from(self.max_word_len),
-            w as u32,
-            u32::from(!self.direct),
-            if self.direct { 0 } else { self.classes as u32 },
-            0,
-            0,
-        ] {
-            out.extend_from_slice(&x.to_le_bytes());
-        }
-        debug_assert_eq!(out.len(), HEADER_LEN);
+        out.extend_from_slice(&header.to_bytes());
         if self.direct {
             for s in 0..self.states {
                 for &k in &self.class_of {
@@ -379,6 +332,7 @@ impl Tables {
         }
         out.extend_from_slice(&bits);
         debug_assert_eq!(out.len(), self.stats.blob_bytes);
+        debug_assert_eq!(Ok(out.len()), header.sections().map(|s| s.end));
         out
     }
 }

@@ -6,6 +6,7 @@ use crate::logit::{Logit, Rows};
 use crate::sequence::walk_prefix;
 use crate::tables::{split, Mask, Tables, DEAD};
 use crate::Decoder;
+use welt_format::NEXT_STATE;
 
 /// The first pass of `advance` (the portable code, and the rows after the AVX-512 blocks):
 /// each row's entry into `entries`, and the first running row whose token is out of range or
@@ -24,7 +25,7 @@ fn lookup_rows(
     {
         let in_range = token < v;
         let e = tables.entry(state, if in_range { token } else { 0 });
-        let bad = !finished & (!in_range | (e & 0x7FFF == DEAD));
+        let bad = !finished & (!in_range | (e & NEXT_STATE == DEAD));
         bad_at = bad_at.min(if bad { row } else { usize::MAX });
         *entry = e;
     }
@@ -152,7 +153,17 @@ type Simd<'t> = Option<std::marker::PhantomData<&'t ()>>;
 
 impl<'t> WordBatch<'t> {
     /// `batch_size` empty words with the decoder's default word length limit.
+    ///
+    /// `Err` for 0 rows, and for more rows than memory can hold (the allocation is tried, not
+    /// assumed: no panic or abort).
     pub fn new(tables: Tables<'t>, batch_size: usize) -> Result<WordBatch<'t>, Error> {
+        fn rows<T: Clone>(value: T, n: usize) -> Result<Vec<T>, Error> {
+            let mut v = Vec::new();
+            v.try_reserve_exact(n)
+                .map_err(|_| Error::new(ErrorKind::BatchTooLarge { rows: n }))?;
+            v.resize(n, value);
+            Ok(v)
+        }
         if batch_size == 0 {
             return Err(Error::new(ErrorKind::EmptyBatch));
         }
@@ -160,12 +171,12 @@ impl<'t> WordBatch<'t> {
         Ok(WordBatch {
             tables,
             max_len: u32::from(tables.max_word_len()),
-            state: vec![tables.start(); batch_size],
-            len: vec![0; batch_size],
-            stopped: vec![false; batch_size],
-            finished: vec![false; batch_size],
+            state: rows(tables.start(), batch_size)?,
+            len: rows(0, batch_size)?,
+            stopped: rows(false, batch_size)?,
+            finished: rows(false, batch_size)?,
             running: batch_size,
-            entries: vec![0; batch_size],
+            entries: rows(0, batch_size)?,
             avx,
             simd: gather_for(avx, &tables, batch_size),
         })

@@ -13,6 +13,7 @@ use std::arch::x86_64::*;
 
 pub(crate) use crate::cpu::Avx512;
 use crate::tables::Tables;
+use welt_format::{NEXT_STATE, STOP_BIT};
 
 /// Rows per block: a batch of fewer rows never calls in here.
 pub(crate) const N: usize = 16;
@@ -99,7 +100,7 @@ fn lookup_avx512(
     let class_at = _mm512_set1_epi32(g.class_at);
     let entries_at = _mm512_set1_epi32(g.entries_at);
     let low16 = _mm512_set1_epi32(0xFFFF);
-    let next_bits = _mm512_set1_epi32(0x7FFF);
+    let next_bits = _mm512_set1_epi32(i32::from(NEXT_STATE));
     let base = g.blob.as_ptr();
     for i in (0..n).step_by(N) {
         // SAFETY: i + 16 <= n, which is at most each slice's length: the loads read 16
@@ -175,8 +176,8 @@ fn commit_avx512(r: Rows<'_>, max_len: u32, pad: u32) -> (usize, usize) {
     let one = _mm512_set1_epi32(1);
     let max_len = _mm512_set1_epi32(max_len as i32);
     let pad = _mm512_set1_epi32(pad as i32);
-    let next_bits = _mm512_set1_epi32(0x7FFF);
-    let stop_bit = _mm512_set1_epi32(0x8000);
+    let next_bits = _mm512_set1_epi32(i32::from(NEXT_STATE));
+    let stop_bit = _mm512_set1_epi32(i32::from(STOP_BIT));
     let mut newly = 0;
     for i in (0..n).step_by(N) {
         // SAFETY: i + 16 <= n <= every slice's length: each load and store below touches 16

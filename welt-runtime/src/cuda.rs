@@ -27,7 +27,7 @@ use cudarc::driver::{
 };
 use cudarc::nvrtc::{CompileOptions, Ptx};
 
-use crate::{Decoder, Error, Tables};
+use crate::{Decoder, Error, OwnedTables, Tables};
 
 /// The cudarc this module is built on, for allocating logits and events with the same version.
 pub use cudarc;
@@ -156,7 +156,8 @@ pub fn compile_ptx(source: &str, arch: Option<&'static str>) -> Result<Ptx, Cuda
 
 /// A decoder's kernels and tables loaded on one GPU.
 pub struct CudaDecoder {
-    tables: Tables<'static>,
+    /// A copy of the host tables: the decoder borrows nothing, whatever `from_parts` was given.
+    tables: OwnedTables,
     stream: Arc<CudaStream>,
     _module: Arc<CudaModule>,
     mask: [CudaFunction; 3],
@@ -183,7 +184,7 @@ impl CudaDecoder {
 
     /// Loads tables and their generated CUDA source (or PTX compiled from it ahead of time).
     pub fn from_parts(
-        tables: Tables<'static>,
+        tables: Tables<'_>,
         cuda_source: &str,
         ptx: Option<Ptx>,
         ordinal: usize,
@@ -213,7 +214,7 @@ impl CudaDecoder {
     /// stream and share its buffers. The stream's context is left as it is (event tracking
     /// included).
     pub fn on_stream(
-        tables: Tables<'static>,
+        tables: Tables<'_>,
         cuda_source: &str,
         ptx: Option<Ptx>,
         stream: Arc<CudaStream>,
@@ -232,7 +233,7 @@ impl CudaDecoder {
         CudaDecoder::on_stream(D::TABLES, D::CUDA_SOURCE, None, device.cuda_stream())
     }
 
-    fn load(tables: Tables<'static>, ptx: Ptx, stream: Arc<CudaStream>) -> Result<CudaDecoder, CudaError> {
+    fn load(tables: Tables<'_>, ptx: Ptx, stream: Arc<CudaStream>) -> Result<CudaDecoder, CudaError> {
         let module = stream.context().load_module(ptx)?;
         let f = |name: &str| module.load_function(name);
         let mask = [f("welt_mask_f32")?, f("welt_mask_f16")?, f("welt_mask_bf16")?];
@@ -247,7 +248,7 @@ impl CudaDecoder {
         };
         let masks = stream.clone_htod(tables.masks)?;
         Ok(CudaDecoder {
-            tables,
+            tables: OwnedTables::from(tables),
             stream,
             _module: module,
             mask,
@@ -264,8 +265,8 @@ impl CudaDecoder {
         &self.stream
     }
     /// The tables.
-    pub fn tables(&self) -> &Tables<'static> {
-        &self.tables
+    pub fn tables(&self) -> Tables<'_> {
+        self.tables.as_tables()
     }
 
     fn device_tables(&self) -> abi::welt_tables {
@@ -383,7 +384,7 @@ impl<'d> DeviceBatch<'d> {
         let mut b = DeviceBatch {
             dec,
             batch: batch as u32,
-            max_len: u32::from(dec.tables.max_word_len()),
+            max_len: u32::from(dec.tables().max_word_len()),
             states: s.alloc_zeros(batch)?,
             lengths: s.alloc_zeros(batch)?,
             flags: s.alloc_zeros(batch)?,
@@ -410,7 +411,7 @@ impl<'d> DeviceBatch<'d> {
     pub fn reset(&mut self) -> Result<(), CudaError> {
         let s = &self.dec.stream;
         s.memcpy_htod(
-            &vec![self.dec.tables.start(); self.batch as usize],
+            &vec![self.dec.tables().start(); self.batch as usize],
             &mut self.states,
         )?;
         s.memset_zeros(&mut self.lengths)?;
@@ -421,7 +422,7 @@ impl<'d> DeviceBatch<'d> {
     }
 
     fn check_logits<L>(&self, logits: &CudaSlice<L>, row_stride: usize) -> Result<(), CudaError> {
-        let v = self.dec.tables.vocab_size();
+        let v = self.dec.tables().vocab_size();
         if row_stride < v {
             return Err(input(crate::ErrorKind::StrideTooSmall {
                 stride: row_stride,
@@ -445,7 +446,7 @@ impl<'d> DeviceBatch<'d> {
         row_stride: usize,
     ) -> Result<(), CudaError> {
         self.check_logits(logits, row_stride)?;
-        let v = self.dec.tables.vocab_size() as u32;
+        let v = self.dec.tables().vocab_size() as u32;
         let cfg = LaunchConfig {
             // gridDim.y is at most 65,535: the kernel loops over the rows past it.
             grid_dim: (v.div_ceil(MASK_BLOCK).min(1024), self.batch.min(65_535), 1),

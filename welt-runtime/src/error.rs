@@ -28,6 +28,8 @@ pub enum ErrorKind {
     PrefixTooLong { len: usize, max: u32 },
     /// A batch of zero rows.
     EmptyBatch,
+    /// A batch of more rows than memory can hold.
+    BatchTooLarge { rows: usize },
     /// A word length limit of zero.
     ZeroWordLength,
     /// A per-row buffer whose length is not the batch size.
@@ -80,6 +82,9 @@ impl fmt::Display for Error {
                 )
             }
             ErrorKind::EmptyBatch => write!(f, "a batch needs at least one row"),
+            ErrorKind::BatchTooLarge { rows } => {
+                write!(f, "a batch of {rows} rows does not fit in memory")
+            }
             ErrorKind::ZeroWordLength => write!(f, "the word length limit must be at least 1"),
             ErrorKind::BatchSizeMismatch { expected, got } => {
                 write!(f, "expected one value per row ({expected} rows), got {got}")

@@ -2,7 +2,8 @@
 
 use crate::cpu::Avx512;
 
-/// A logit type the mask can be applied to: `f32`, `f64`, `half::f16`, `half::bf16`.
+/// A logit type the mask can be applied to: `f32`, `f64`, and (feature `half`, on by default)
+/// `half::f16`, `half::bf16`.
 pub trait Logit: Copy + sealed::Sealed + 'static {
     /// The value written where a token is forbidden.
     const NEG_INFINITY: Self;
@@ -28,21 +29,25 @@ impl Logit for f64 {
 impl sealed::Sealed for f64 {
     const NEG_INFINITY_BITS: u64 = f64::NEG_INFINITY.to_bits();
 }
+#[cfg(feature = "half")]
 impl Logit for half::f16 {
     const NEG_INFINITY: half::f16 = half::f16::NEG_INFINITY;
     fn to_f32(self) -> f32 {
         half::f16::to_f32(self)
     }
 }
+#[cfg(feature = "half")]
 impl sealed::Sealed for half::f16 {
     const NEG_INFINITY_BITS: u64 = half::f16::NEG_INFINITY.to_bits() as u64;
 }
+#[cfg(feature = "half")]
 impl Logit for half::bf16 {
     const NEG_INFINITY: half::bf16 = half::bf16::NEG_INFINITY;
     fn to_f32(self) -> f32 {
         half::bf16::to_f32(self)
     }
 }
+#[cfg(feature = "half")]
 impl sealed::Sealed for half::bf16 {
     const NEG_INFINITY_BITS: u64 = half::bf16::NEG_INFINITY.to_bits() as u64;
 }
@@ -397,6 +402,7 @@ mod tests {
     fn masked_stores_equal_the_portable_mask_f64() {
         dispatched_equals_portable::<f64>(f64::from_bits, f64::to_bits);
     }
+    #[cfg(feature = "half")]
     #[test]
     fn masked_stores_equal_the_portable_mask_f16() {
         dispatched_equals_portable::<half::f16>(
@@ -404,6 +410,7 @@ mod tests {
             |x| u64::from(x.to_bits()),
         );
     }
+    #[cfg(feature = "half")]
     #[test]
     fn masked_stores_equal_the_portable_mask_bf16() {
         dispatched_equals_portable::<half::bf16>(
