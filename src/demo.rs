@@ -12,7 +12,8 @@ use std::io::Write;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
-use welt_runtime::{Decoder, Sampler, Utf8Words, WordGenerator};
+use crate::Utf8Words;
+use welt_runtime::{Decoder, Sampler, WordGenerator};
 
 use crate::model::{ByteLlama, LlamaConfig};
 

@@ -22,8 +22,9 @@ use std::time::Instant;
 
 use half::{bf16, f16};
 use serde_json::json;
+use crate::Utf8Words;
 use welt_runtime::cuda::{CudaDecoder, CudaError, DeviceBatch, DeviceLogit, Sampling};
-use welt_runtime::{Decoder, Tables, Utf8Words, WordBatch};
+use welt_runtime::{Decoder, OwnedTables, Tables, WordBatch};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -70,17 +71,17 @@ impl Elem for bf16 {
     }
 }
 
-/// A decoder under test: its tables (leaked: they live for the whole command) and CUDA source.
+/// A decoder under test: its tables and CUDA source.
 struct Subject {
     name: String,
-    tables: Tables<'static>,
+    tables: OwnedTables,
     source: String,
 }
 
 fn subjects(quick: bool) -> Result<Vec<Subject>> {
     let mut out = vec![Subject {
         name: "utf8".into(),
-        tables: Utf8Words::TABLES,
+        tables: Utf8Words::TABLES.into(),
         source: Utf8Words::CUDA_SOURCE.into(),
     }];
     for v in if quick {
@@ -92,10 +93,9 @@ fn subjects(quick: bool) -> Result<Vec<Subject>> {
         let vocab =
             kernels_gen::tokenizer::load_str(&format!("synthetic-{v}.json"), &json, &Default::default())?;
         let tables = kernels_gen::generate(&kernels_gen::DecoderSpec::new(vocab))?;
-        let blob: &'static [u8] = Box::leak(tables.to_blob().into_boxed_slice());
         out.push(Subject {
             name: format!("bpe-{}k", v / 1024),
-            tables: Tables::from_bytes(blob)?,
+            tables: OwnedTables::from_bytes(tables.to_blob())?,
             source: kernels_gen::emit::cuda::source(&tables),
         });
     }
@@ -117,7 +117,7 @@ fn cpu_argmax(row: &[f32]) -> Option<u32> {
     best.map(|(_, t)| t)
 }
 
-fn check<E: Elem>(dec: &CudaDecoder, t: &Tables<'static>, batch: usize, rng: &mut Rng) -> Result<()> {
+fn check<E: Elem>(dec: &CudaDecoder, t: &Tables<'_>, batch: usize, rng: &mut Rng) -> Result<()> {
     let v = t.vocab_size();
     let stream = dec.stream();
     let mut cpu = WordBatch::new(*t, batch)?;
@@ -191,7 +191,7 @@ fn check<E: Elem>(dec: &CudaDecoder, t: &Tables<'static>, batch: usize, rng: &mu
 /// token, rows sampled).
 fn check_advance_and_sampling(
     dec: &CudaDecoder,
-    t: &Tables<'static>,
+    t: &Tables<'_>,
     batch: usize,
     rng: &mut Rng,
 ) -> Result<(usize, usize)> {
@@ -300,7 +300,7 @@ fn time_us(
 /// Timings for one decoder and batch size. The logits favour `a` by a wide margin and the
 /// word length limit is raised, so every row keeps running (`a` never completes a word) and each
 /// timed launch does the full work of a running row.
-fn timings(dec: &CudaDecoder, t: &Tables<'static>, batch: usize, reps: usize) -> Result<serde_json::Value> {
+fn timings(dec: &CudaDecoder, t: &Tables<'_>, batch: usize, reps: usize) -> Result<serde_json::Value> {
     let v = t.vocab_size();
     let stream = dec.stream();
     let mut rng = Rng::new(99);
@@ -356,13 +356,14 @@ pub fn run(opts: &Options) -> Result<()> {
     let batches: &[usize] = if opts.quick { &[1, 32] } else { &[1, 3, 32, 1024] };
     let (mut agree, mut sampled) = (0usize, 0usize);
     for s in &subjects {
-        let dec = CudaDecoder::from_parts(s.tables, &s.source, None, 0)?;
-        let mut rng = Rng::new(0x5EED ^ s.tables.vocab_size() as u64);
+        let t = s.tables.as_tables();
+        let dec = CudaDecoder::from_parts(t, &s.source, None, 0)?;
+        let mut rng = Rng::new(0x5EED ^ t.vocab_size() as u64);
         for &b in batches {
-            check::<f32>(&dec, &s.tables, b, &mut rng).map_err(|e| format!("{} B={b} f32: {e}", s.name))?;
-            check::<f16>(&dec, &s.tables, b, &mut rng).map_err(|e| format!("{} B={b} f16: {e}", s.name))?;
-            check::<bf16>(&dec, &s.tables, b, &mut rng).map_err(|e| format!("{} B={b} bf16: {e}", s.name))?;
-            let (a, n) = check_advance_and_sampling(&dec, &s.tables, b, &mut rng)
+            check::<f32>(&dec, &t, b, &mut rng).map_err(|e| format!("{} B={b} f32: {e}", s.name))?;
+            check::<f16>(&dec, &t, b, &mut rng).map_err(|e| format!("{} B={b} f16: {e}", s.name))?;
+            check::<bf16>(&dec, &t, b, &mut rng).map_err(|e| format!("{} B={b} bf16: {e}", s.name))?;
+            let (a, n) = check_advance_and_sampling(&dec, &t, b, &mut rng)
                 .map_err(|e| format!("{} B={b} advance/sampling: {e}", s.name))?;
             agree += a;
             sampled += n;
@@ -387,18 +388,19 @@ pub fn run(opts: &Options) -> Result<()> {
         .into());
     }
     let reps = if opts.quick { 20 } else { 500 };
-    let utf8 = CudaDecoder::from_parts(subjects[0].tables, &subjects[0].source, None, 0)?;
+    let utf8_tables = subjects[0].tables.as_tables();
+    let utf8 = CudaDecoder::from_parts(utf8_tables, &subjects[0].source, None, 0)?;
     let mut rows = Vec::new();
     for b in if opts.quick {
         vec![1, 64]
     } else {
         vec![1, 3, 32, 64, 1024]
     } {
-        rows.push(timings(&utf8, &subjects[0].tables, b, reps)?);
+        rows.push(timings(&utf8, &utf8_tables, b, reps)?);
     }
     let big = subjects.last().expect("a large decoder");
-    let big_dec = CudaDecoder::from_parts(big.tables, &big.source, None, 0)?;
-    rows.push(timings(&big_dec, &big.tables, 64, reps)?);
+    let big_dec = CudaDecoder::from_parts(big.tables.as_tables(), &big.source, None, 0)?;
+    rows.push(timings(&big_dec, &big.tables.as_tables(), 64, reps)?);
 
     println!(
         "\n{:>7} {:>5} {:>9} {:>10} {:>9} {:>11} {:>11} {:>9} {:>10}",

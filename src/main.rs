@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use lexopt::prelude::*;
-use welt_runtime::{Decoder, Utf8Words};
+use welt::Utf8Words;
+use welt_runtime::Decoder;
 
 /// `welt tables`.
 const TABLES_USAGE: &str = "    welt tables [TOKENIZER OPTIONS] [--emit rust|dot|stats|cuda|header] [-o FILE]

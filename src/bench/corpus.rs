@@ -3,7 +3,8 @@
 
 use std::error::Error;
 
-use welt_runtime::{Decoder, Sequence, Utf8Words};
+use crate::Utf8Words;
+use welt_runtime::{Decoder, Sequence};
 
 use super::reference_port::EOS;
 use super::{CORPUS_SEED, CORPUS_WORDS};

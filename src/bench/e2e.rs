@@ -12,7 +12,8 @@ use std::time::Instant;
 
 use candle_core::Device;
 use serde_json::json;
-use welt_runtime::{Constraint, Decoder, GenerateError, Sampler, Utf8Words, WordBatch, WordGenerator};
+use crate::Utf8Words;
+use welt_runtime::{Constraint, Decoder, GenerateError, Sampler, WordBatch, WordGenerator};
 
 use super::reference_port::{ReferenceBatch, ReferenceError};
 use crate::model::{ByteLlama, LlamaConfig};

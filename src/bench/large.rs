@@ -14,7 +14,8 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use serde_json::json;
-use welt_runtime::{Decoder, Tables, Utf8Words, WordBatch};
+use crate::Utf8Words;
+use welt_runtime::{Decoder, OwnedTables, Tables, WordBatch};
 
 /// Options of `welt bench --vocab N`.
 #[derive(Debug, Clone)]
@@ -36,7 +37,7 @@ struct Stream {
     steps: usize,
 }
 
-fn draw_stream(t: Tables<'static>, batch: usize, steps: usize, seed: u64) -> Result<Stream, Box<dyn Error>> {
+fn draw_stream(t: Tables<'_>, batch: usize, steps: usize, seed: u64) -> Result<Stream, Box<dyn Error>> {
     let mut rng = crate::rng::SplitMix64::new(seed);
     // Allowed tokens per state, drawn from the masks once.
     let allowed: Vec<Vec<u32>> = (0..t.num_states() as u16)
@@ -95,7 +96,7 @@ struct Measured {
     memset: f64,
 }
 
-fn measure(t: Tables<'static>, o: &Options, steps: usize, rounds: usize) -> Result<Measured, Box<dyn Error>> {
+fn measure(t: Tables<'_>, o: &Options, steps: usize, rounds: usize) -> Result<Measured, Box<dyn Error>> {
     let v = t.vocab_size();
     let b = o.batch;
     let stream = draw_stream(t, b, steps, 7)?;
@@ -155,8 +156,8 @@ pub fn run(o: &Options) -> Result<(), Box<dyn Error>> {
         &Default::default(),
     )?;
     let generated = kernels_gen::generate(&kernels_gen::DecoderSpec::new(vocab))?;
-    let blob: &'static [u8] = Box::leak(generated.to_blob().into_boxed_slice());
-    let big = Tables::from_bytes(blob)?;
+    let owned = OwnedTables::from_bytes(generated.to_blob())?;
+    let big = owned.as_tables();
     let (steps_big, steps_small, rounds) = if o.quick { (20, 2000, 3) } else { (400, 40_000, 9) };
     let large = measure(big, o, steps_big, rounds)?;
     let small = measure(Utf8Words::TABLES, o, steps_small, rounds)?;

@@ -37,7 +37,8 @@ use std::error::Error;
 use std::time::Instant;
 
 use serde_json::json;
-use welt_runtime::{Decoder, Utf8Words};
+use crate::Utf8Words;
+use welt_runtime::{Decoder};
 
 pub mod corpus;
 pub mod e2e;

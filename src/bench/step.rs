@@ -4,7 +4,8 @@
 use std::error::Error;
 use std::hint::black_box;
 
-use welt_runtime::{Decoder, Utf8Words, WordBatch};
+use crate::Utf8Words;
+use welt_runtime::{Decoder, WordBatch};
 
 use super::corpus::{Corpus, Finishes};
 use super::floor::{floor_baseline_pass, floor_pass};
