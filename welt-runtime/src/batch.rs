@@ -24,7 +24,8 @@ fn lookup_rows(
     {
         let in_range = token < v;
         let e = tables.entry(state, if in_range { token } else { 0 });
-        let bad = !finished & (!in_range | (e & 0x7FFF == DEAD));
+        // Entry 0 is a forbidden token; a stop leads to DEAD with the stop bit and is allowed.
+        let bad = !finished & (!in_range | (e == 0));
         bad_at = bad_at.min(if bad { row } else { usize::MAX });
         *entry = e;
     }

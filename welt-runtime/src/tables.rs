@@ -17,7 +17,8 @@ const FORMAT_VERSION: u32 = 1;
 const HEADER_LEN: usize = 64;
 const STOP_BIT: u16 = 1 << 15;
 const NO_EOS: u32 = u32::MAX;
-/// The dead state: every forbidden token leads here, and nothing leaves it.
+/// The dead state: every forbidden token leads here (with no stop flag), every stopping token
+/// too (with the stop flag: a stop is terminal), and nothing leaves it.
 pub const DEAD: u16 = 0;
 
 /// Generated decoder tables: `step` is one lookup, `mask` is a borrowed row.
@@ -49,8 +50,9 @@ const fn invalid(why: &'static str) -> Error {
 
 impl<'a> Tables<'a> {
     /// Reads and fully validates a table blob: magic, version, sizes, every entry in range,
-    /// the dead state absorbing, masks equal to "entry is not dead", stop only on allowed
-    /// tokens, every live state allowing a token, EOS allowed at every boundary.
+    /// the dead state absorbing, masks equal to "entry is not 0" (a token is allowed iff it
+    /// leads to a live state or stops; a stop leads to the dead state), every live state
+    /// allowing a token, EOS allowed at every boundary.
     pub const fn from_bytes(blob: &'a [u8]) -> Result<Tables<'a>, Error> {
         if blob.len() < HEADER_LEN {
             return Err(invalid("shorter than the header"));
@@ -132,8 +134,7 @@ impl<'a> Tables<'a> {
         }
         let (masks, boundary) = rest.split_at(mask_len);
 
-        // Per state: every entry in range, the dead state absorbing, no stop on a forbidden
-        // transition: O(states x width), everything memory safety rests on. In the direct
+        // Per state: every entry in range, the dead state absorbing: O(states x width), everything memory safety rests on. In the direct
         // layout each mask bit is also checked against its entry here; with token classes that
         // is O(states x V) (millions of steps of const evaluation for a 128k vocabulary), so it
         // is left to `validate_masks`, which the generator's own validation and the tests run.
@@ -151,13 +152,10 @@ impl<'a> Tables<'a> {
                 if s == 0 && e != 0 {
                     return Err(invalid("the dead state has a way out"));
                 }
-                if next == 0 && e & STOP_BIT != 0 {
-                    return Err(invalid("a forbidden token has the stop flag"));
-                }
                 if classes == 0 {
                     let t = col;
                     let allowed = masks[(s * w + t / 64) * 8 + (t % 64) / 8] >> (t % 8) & 1 == 1;
-                    if allowed != (next != 0) {
+                    if allowed != (e != 0) {
                         return Err(invalid("a mask bit disagrees with its entry"));
                     }
                 }
@@ -251,14 +249,14 @@ impl<'a> Tables<'a> {
         self.blob
     }
 
-    /// Checks that every mask bit agrees with its entry (allowed iff the token does not lead to
-    /// the dead state), for every state and token: O(states x V). [`Tables::from_bytes`] does
+    /// Checks that every mask bit agrees with its entry (allowed iff the entry is not 0: the
+    /// token leads to a live state, or it stops), for every state and token: O(states x V). [`Tables::from_bytes`] does
     /// this at compile time for the direct layout; for the token-class layout it is left here.
     pub fn validate_masks(&self) -> Result<(), Error> {
         for s in 0..self.states as u16 {
             let mask = self.mask(s);
             for t in 0..self.vocab {
-                if mask.allows(t) != (self.entry(s, t) & !STOP_BIT != DEAD) {
+                if mask.allows(t) != (self.entry(s, t) != 0) {
                     return Err(invalid("a mask bit disagrees with its entry"));
                 }
             }
@@ -267,7 +265,8 @@ impl<'a> Tables<'a> {
     }
 
     /// `(next state, stop)` for `token` in `state`: one lookup. A forbidden token leads to
-    /// [`DEAD`] with no stop; a token id past the vocabulary or a state past the table is an
+    /// [`DEAD`] with no stop; a stopping token leads to [`DEAD`] with the stop flag (a stop is
+    /// terminal); a token id past the vocabulary or a state past the table is an
     /// `Err`.
     #[inline]
     pub fn step(&self, state: u16, token: u32) -> Result<(u16, bool), Error> {
@@ -349,7 +348,7 @@ impl<'a> Tables<'a> {
         let mut w = Walk {
             state: self.start,
             stop: false,
-            reachable: true,
+            reachable: tokens.len() <= usize::from(self.max_word_len),
         };
         for (at, &token) in tokens.iter().enumerate() {
             if token >= self.vocab {
@@ -359,15 +358,10 @@ impl<'a> Tables<'a> {
                     at,
                 }));
             }
-            if w.stop {
-                w.reachable = false;
-            }
-            let (next, stop) = split(self.entry(w.state, token));
-            if next == DEAD {
-                w.reachable = false;
-            }
-            w.state = next;
-            w.stop = stop;
+            let e = self.entry(w.state, token);
+            // Entry 0 is a forbidden token; every token after a stop is one (a stop is terminal).
+            w.reachable &= e != 0;
+            (w.state, w.stop) = split(e);
         }
         Ok(w)
     }
@@ -394,17 +388,16 @@ impl fmt::Debug for Tables<'_> {
 
 /// Where a token sequence leads, for any sequence (see [`Tables::walk`]).
 ///
-/// The automaton runs on: after a stop it continues as if the row had not stopped (a word
-/// that matched and went on can never match again), and after a forbidden token it sits in
-/// the dead state, whose mask is empty and which never stops.
+/// A stop is terminal: after it, and after a forbidden token, the automaton is in the dead
+/// state, whose mask is empty and which never stops.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Walk {
-    /// The state reached ([`DEAD`] once a forbidden token was seen).
+    /// The state reached ([`DEAD`] after a stop or a forbidden token).
     pub state: u16,
-    /// The stop flag of the last token (false for an empty sequence or in the dead state).
+    /// The stop flag of the last token (false for an empty sequence or from the dead state).
     pub stop: bool,
-    /// Whether welt could have generated the sequence: every token allowed at its step and
-    /// no stop before the last token.
+    /// Whether welt could have generated the sequence: every token allowed at its step (so no
+    /// token after a stop) and at most the decoder's word length limit of tokens.
     pub reachable: bool,
 }
 
