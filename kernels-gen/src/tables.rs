@@ -186,7 +186,8 @@ impl Tables {
     }
 
     /// Checks every invariant the runtime relies on:
-    /// sizes agree; the dead state is 0 and absorbs everything with no stop; a mask bit is set
+    /// sizes agree; the dead state is 0 and absorbs everything with no stop; every stop leads
+    /// to the dead state (a stop is terminal); a mask bit is set
     /// iff its entry is not 0 (it leads to a live state, or it stops and leads to the dead
     /// state); mask bits past the vocabulary are clear; every live state allows at least one
     /// token; EOS (if any) is allowed at every character boundary.
@@ -225,6 +226,9 @@ impl Tables {
                 }
                 if s == 0 && e != 0 {
                     return bad(format!("dead state leaves on class {k}"));
+                }
+                if next != 0 && e & STOP_BIT != 0 {
+                    return bad(format!("state {s} class {k}: a stop that does not lead to the dead state"));
                 }
             }
             let mut any = false;

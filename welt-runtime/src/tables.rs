@@ -50,8 +50,9 @@ const fn invalid(why: &'static str) -> Error {
 
 impl<'a> Tables<'a> {
     /// Reads and fully validates a table blob: magic, version, sizes, every entry in range,
-    /// the dead state absorbing, masks equal to "entry is not 0" (a token is allowed iff it
-    /// leads to a live state or stops; a stop leads to the dead state), every live state
+    /// the dead state absorbing, every stop leading to the dead state (a stop is terminal),
+    /// masks equal to "entry is not 0" (a token is allowed iff it leads to a live state or
+    /// stops), every live state
     /// allowing a token, EOS allowed at every boundary.
     pub const fn from_bytes(blob: &'a [u8]) -> Result<Tables<'a>, Error> {
         if blob.len() < HEADER_LEN {
@@ -134,7 +135,8 @@ impl<'a> Tables<'a> {
         }
         let (masks, boundary) = rest.split_at(mask_len);
 
-        // Per state: every entry in range, the dead state absorbing: O(states x width), everything memory safety rests on. In the direct
+        // Per state: every entry in range, the dead state absorbing, every stop terminal:
+        // O(states x width), everything memory safety rests on. In the direct
         // layout each mask bit is also checked against its entry here; with token classes that
         // is O(states x V) (millions of steps of const evaluation for a 128k vocabulary), so it
         // is left to `validate_masks`, which the generator's own validation and the tests run.
@@ -151,6 +153,9 @@ impl<'a> Tables<'a> {
                 }
                 if s == 0 && e != 0 {
                     return Err(invalid("the dead state has a way out"));
+                }
+                if next != 0 && e & STOP_BIT != 0 {
+                    return Err(invalid("a stop that does not lead to the dead state (a stop is terminal)"));
                 }
                 if classes == 0 {
                     let t = col;
