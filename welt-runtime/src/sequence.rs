@@ -144,3 +144,47 @@ pub(crate) fn walk_prefix(tables: &Tables<'_>, prefix: &[u32], max_len: u32) -> 
     }
     Ok((state, prefix.len() == max_len as usize))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Decoder, Utf8Words};
+
+    /// At the word length limit the word is finished: the mask is empty and every further step
+    /// is `Err(WordComplete)` and changes nothing, as after a stop.
+    #[test]
+    fn the_word_length_limit_finishes_the_word() {
+        let t = Utf8Words::TABLES;
+        let max = usize::from(t.max_word_len());
+        let mut seq = Sequence::new(t);
+        for _ in 0..max {
+            assert!(!seq.is_finished() && seq.mask().count() > 0);
+            assert!(!seq.step(u32::from(b'a')).unwrap(), "`a` never stops");
+        }
+        assert!(seq.is_finished() && !seq.is_complete());
+        assert_eq!(seq.mask().count(), 0, "nothing is allowed at the limit");
+        let before = (seq.state(), seq.len());
+        for token in [u32::from(b'a'), u32::from(b' '), 3] {
+            assert_eq!(seq.step(token).unwrap_err().kind(), ErrorKind::WordComplete);
+            assert_eq!((seq.state(), seq.len()), before, "a refused step changes nothing");
+        }
+        // A prefix of exactly the limit is finished from the start.
+        let full = Sequence::with_prefix(t, &vec![u32::from(b'a'); max]).unwrap();
+        assert!(full.is_finished() && full.mask().count() == 0);
+    }
+
+    /// After a stop the word is complete and finished, in the dead state (a stop is terminal).
+    #[test]
+    fn a_stop_is_terminal() {
+        for word in [&b"ab "[..], b"\x01", b"\x03", b"a\x03"] {
+            let mut seq = Sequence::new(Utf8Words::TABLES);
+            for &b in word {
+                seq.step(b.into()).unwrap();
+            }
+            assert!(seq.is_complete() && seq.is_finished(), "{word:?}");
+            assert_eq!(seq.state(), DEAD, "{word:?}");
+            assert_eq!(seq.mask().count(), 0, "{word:?}");
+            assert_eq!(seq.step(b'a'.into()).unwrap_err().kind(), ErrorKind::WordComplete);
+        }
+    }
+}
