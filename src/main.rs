@@ -246,7 +246,10 @@ fn query(mut parser: lexopt::Parser) -> Result<()> {
     };
     match result {
         // The reader went away (`welt query ... | head`): stop quietly, as Unix tools do.
-        Err(e) if e.downcast_ref::<std::io::Error>().map(std::io::Error::kind) == Some(std::io::ErrorKind::BrokenPipe) => {
+        Err(e)
+            if e.downcast_ref::<std::io::Error>().map(std::io::Error::kind)
+                == Some(std::io::ErrorKind::BrokenPipe) =>
+        {
             Ok(())
         }
         Err(e) => Err(match &file {

@@ -106,7 +106,10 @@ pub fn parse_line(text: &str) -> Result<Vec<u8>, String> {
 /// it takes about 4 bytes per id beside the text.
 pub fn parse_ids(text: &str, mode: Mode, limit: u64) -> Result<Vec<u32>, String> {
     let mut de = serde_json::Deserializer::from_str(text);
-    let line = Line { key: mode.key(), limit };
+    let line = Line {
+        key: mode.key(),
+        limit,
+    };
     let ids = de.deserialize_any(line).and_then(|ids| de.end().map(|()| ids));
     ids.map_err(|e| {
         // The input line is the caller's; the column is serde_json's.
@@ -172,10 +175,16 @@ impl<'de> Visitor<'de> for Ids {
     }
     // Not an array: say so without echoing the value (it may be a megabyte of string).
     fn visit_str<E: de::Error>(self, _: &str) -> Result<Vec<u32>, E> {
-        Err(E::custom(format!("\"{}\" must be an array, not a string", self.key)))
+        Err(E::custom(format!(
+            "\"{}\" must be an array, not a string",
+            self.key
+        )))
     }
     fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<Vec<u32>, A::Error> {
-        Err(de::Error::custom(format!("\"{}\" must be an array, not an object", self.key)))
+        Err(de::Error::custom(format!(
+            "\"{}\" must be an array, not an object",
+            self.key
+        )))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u32>, A::Error> {
         let mut ids = Vec::new();

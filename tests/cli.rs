@@ -324,13 +324,24 @@ fn query_refuses_a_line_over_its_limit() {
     let answers = text(&out.stdout);
     let lines: Vec<&str> = answers.lines().collect();
     assert_eq!(lines.len(), 2);
-    assert!(lines[1].ends_with("\"reachable\":false}"), "zeros past the word length limit");
+    assert!(
+        lines[1].ends_with("\"reachable\":false}"),
+        "zeros past the word length limit"
+    );
 
     for tail in ["\n", "", "\n{\"bytes\":[98]}\n"] {
         std::fs::write(&file, format!("{first}{}{tail}", zeros_line(MAX_LINE + 1))).unwrap();
         let out = welt(&["query", file.to_str().unwrap()]);
-        assert_error(&out, &["line 2", "longer than the limit of 1048576 bytes"], "long line");
-        assert_eq!(text(&out.stdout), format!("{}\n", lines[0]), "only the first line is answered");
+        assert_error(
+            &out,
+            &["line 2", "longer than the limit of 1048576 bytes"],
+            "long line",
+        );
+        assert_eq!(
+            text(&out.stdout),
+            format!("{}\n", lines[0]),
+            "only the first line is answered"
+        );
     }
 }
 
@@ -358,14 +369,26 @@ fn bytes_line(bytes: &[u8]) -> String {
 fn query_counts_the_word_length_limit() {
     for (args, max) in [(&[][..], 16usize), (&["--max-word-len", "3"][..], 3)] {
         let at = query_one(args, &bytes_line(&vec![b'a'; max]));
-        assert_eq!(at, (true, false, true), "{args:?}: {max} bytes: finished, reachable");
+        assert_eq!(
+            at,
+            (true, false, true),
+            "{args:?}: {max} bytes: finished, reachable"
+        );
         let below = query_one(args, &bytes_line(&vec![b'a'; max - 1]));
         assert_eq!(below, (false, false, true), "{args:?}: {} bytes", max - 1);
         let past = query_one(args, &bytes_line(&vec![b'a'; max + 1]));
-        assert_eq!(past, (true, false, false), "{args:?}: {} bytes: too long", max + 1);
+        assert_eq!(
+            past,
+            (true, false, false),
+            "{args:?}: {} bytes: too long",
+            max + 1
+        );
     }
     // "ab " stops at the limit 3: stop, reachable, nothing after.
-    assert_eq!(query_one(&["--max-word-len", "3"], &bytes_line(b"ab ")), (true, true, true));
+    assert_eq!(
+        query_one(&["--max-word-len", "3"], &bytes_line(b"ab ")),
+        (true, true, true)
+    );
 }
 
 /// A stop is terminal in `welt query`, in byte mode and token mode: after a word-rule stop or
@@ -375,7 +398,11 @@ fn query_after_a_stop_allows_nothing() {
     for word in [&b"ab "[..], b"\x01", b"\x03", b"ab\x03"] {
         assert_eq!(query_one(&[], &bytes_line(word)), (true, true, true), "{word:?}");
         let after = [word, b"a"].concat();
-        assert_eq!(query_one(&[], &bytes_line(&after)), (true, false, false), "{after:?}");
+        assert_eq!(
+            query_one(&[], &bytes_line(&after)),
+            (true, false, false),
+            "{after:?}"
+        );
         let eos = [word, b"\x03"].concat();
         assert_eq!(query_one(&[], &bytes_line(&eos)), (true, false, false), "{eos:?}");
     }
@@ -398,7 +425,10 @@ fn query_after_a_stop_allows_nothing() {
             if v["stop"].as_bool().unwrap() {
                 stops += 1;
                 assert!(v["reachable"].as_bool().unwrap(), "{fixture}: {line}");
-                assert!(v["mask"].as_str().unwrap().bytes().all(|c| c == b'0'), "{fixture}: {line}");
+                assert!(
+                    v["mask"].as_str().unwrap().bytes().all(|c| c == b'0'),
+                    "{fixture}: {line}"
+                );
             }
         }
         assert!(stops > 0, "{fixture}: no token stops");

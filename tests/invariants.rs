@@ -66,7 +66,9 @@ fn every_live_state_allows_a_token_and_the_dead_state_none() {
     for s in states(&t) {
         let mask = t.mask(s);
         // Allowed: the entry leads to a live state, or it stops (and then leads to DEAD).
-        let allowed: Vec<u32> = (0..256).filter(|&tok| step(&t, s, tok) != (DEAD, false)).collect();
+        let allowed: Vec<u32> = (0..256)
+            .filter(|&tok| step(&t, s, tok) != (DEAD, false))
+            .collect();
         assert_eq!(
             mask.iter().collect::<Vec<_>>(),
             allowed,
@@ -172,7 +174,10 @@ fn a_stop_is_terminal_in_every_decoder() {
                 let (next, stop) = step(&t, s, tok);
                 if stop {
                     assert_eq!(next, DEAD, "{name}: state {s} token {tok} stops and runs on");
-                    assert!(t.mask(s).allows(tok), "{name}: state {s} token {tok} stops unallowed");
+                    assert!(
+                        t.mask(s).allows(tok),
+                        "{name}: state {s} token {tok} stops unallowed"
+                    );
                     stops += 1;
                 }
             }

@@ -123,10 +123,22 @@ fn check_case(c: &OracleCase, valid_next: &mut ValidNext) -> bool {
                 // `Sequence` gives the same answer, step by step.
                 let mut seq = Sequence::new(Utf8Words::TABLES);
                 for (i, &b) in c.bytes.iter().enumerate() {
-                    let s = seq.step(b.into()).unwrap_or_else(|e| panic!("line {}: {e}", c.line));
-                    assert_eq!(s, i + 1 == c.bytes.len() && stop, "line {}: Sequence stop", c.line);
+                    let s = seq
+                        .step(b.into())
+                        .unwrap_or_else(|e| panic!("line {}: {e}", c.line));
+                    assert_eq!(
+                        s,
+                        i + 1 == c.bytes.len() && stop,
+                        "line {}: Sequence stop",
+                        c.line
+                    );
                 }
-                assert_eq!(seq.mask().as_bytes(), &a.mask[..], "line {}: Sequence mask", c.line);
+                assert_eq!(
+                    seq.mask().as_bytes(),
+                    &a.mask[..],
+                    "line {}: Sequence mask",
+                    c.line
+                );
             } else {
                 // Not generable: it went on after a stop, or past the length limit; the mask is
                 // empty. After a stop the automaton is in the dead state and never stops again;

@@ -380,7 +380,11 @@ fn nothing_follows_a_complete_word() {
         let walk = t.walk(&tokens).unwrap();
         assert!(walk.reachable && walk.stop, "{w:?} stops");
         assert_eq!(walk.state, DEAD, "{w:?}: a stop is terminal");
-        assert_eq!(t.mask(walk.state).count(), 0, "{w:?}: nothing is allowed after it");
+        assert_eq!(
+            t.mask(walk.state).count(),
+            0,
+            "{w:?}: nothing is allowed after it"
+        );
     }
 }
 

@@ -188,7 +188,8 @@ impl<'v> Spec<'v> {
     ///   to go on: a token that ends inside a character no token sequence can finish is not
     ///   allowed (never the case where byte tokens exist).
     fn step(&self, w: &Word, t: u32) -> Option<(Word, bool)> {
-        self.step_bytes(w, t).filter(|(next, stop)| *stop || self.can_go_on(next))
+        self.step_bytes(w, t)
+            .filter(|(next, stop)| *stop || self.can_go_on(next))
     }
 
     /// Whether some token is allowed after `w`: at a character boundary EOS is; inside a
@@ -483,7 +484,11 @@ fn check_row(file: &str, tables: &Tables<'_>, spec: &Spec<'_>, state: u16, w: &W
         // Allowed iff the spec allows it; a stop leads to the dead state (a stop is terminal).
         assert_eq!(
             (mask.allows(t), next != DEAD, stop),
-            (brute.is_some(), brute.as_ref().is_some_and(|b| !b.1), brute.is_some_and(|b| b.1)),
+            (
+                brute.is_some(),
+                brute.as_ref().is_some_and(|b| !b.1),
+                brute.is_some_and(|b| b.1)
+            ),
             "{file}: state {state} (witness {witness:?}, bytes {:?}), token {t} = {:?}",
             String::from_utf8_lossy(&w.bytes),
             spec.token(w, t)

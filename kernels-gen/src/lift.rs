@@ -105,7 +105,10 @@ pub fn lift(dfa: &ByteDfa, vocab: &Vocabulary) -> TokenDfa {
                 Walk::Bytes([]) => ((s, false), vocab.is_stop_token(id as u32)),
                 // The byte walk fails on a byte after a stop, so a stop can only be the last.
                 Walk::Bytes(bytes) => match dfa.walk(s, bytes, &mut stops) {
-                    Some(t) => ((t, false), stops[stops.len() - 1] || vocab.is_stop_token(id as u32)),
+                    Some(t) => (
+                        (t, false),
+                        stops[stops.len() - 1] || vocab.is_stop_token(id as u32),
+                    ),
                     None => ((dead, false), false),
                 },
             };
@@ -135,7 +138,11 @@ pub fn lift(dfa: &ByteDfa, vocab: &Vocabulary) -> TokenDfa {
     loop {
         let mut changed = false;
         for s in 1..n {
-            if live[s] && !rows[s * v..(s + 1) * v].iter().any(|&(t, stop)| stop || live[t as usize]) {
+            if live[s]
+                && !rows[s * v..(s + 1) * v]
+                    .iter()
+                    .any(|&(t, stop)| stop || live[t as usize])
+            {
                 live[s] = false;
                 changed = true;
             }

@@ -228,7 +228,9 @@ impl Tables {
                     return bad(format!("dead state leaves on class {k}"));
                 }
                 if next != 0 && e & STOP_BIT != 0 {
-                    return bad(format!("state {s} class {k}: a stop that does not lead to the dead state"));
+                    return bad(format!(
+                        "state {s} class {k}: a stop that does not lead to the dead state"
+                    ));
                 }
             }
             let mut any = false;

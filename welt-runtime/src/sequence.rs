@@ -54,7 +54,8 @@ impl<'t> Sequence<'t> {
     /// The allowed next tokens: empty once the word is finished (complete, or at the word
     /// length limit).
     pub fn mask(&self) -> Mask<'t> {
-        self.tables.mask(if self.is_finished() { DEAD } else { self.state })
+        self.tables
+            .mask(if self.is_finished() { DEAD } else { self.state })
     }
 
     /// Appends `token`; returns whether the word is now complete (the stop flag). `Err` (and

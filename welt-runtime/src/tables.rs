@@ -155,7 +155,9 @@ impl<'a> Tables<'a> {
                     return Err(invalid("the dead state has a way out"));
                 }
                 if next != 0 && e & STOP_BIT != 0 {
-                    return Err(invalid("a stop that does not lead to the dead state (a stop is terminal)"));
+                    return Err(invalid(
+                        "a stop that does not lead to the dead state (a stop is terminal)",
+                    ));
                 }
                 if classes == 0 {
                     let t = col;

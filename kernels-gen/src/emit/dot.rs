@@ -42,7 +42,11 @@ pub fn emit(tables: &Tables) -> String {
                 ""
             };
             let stop_mark = if stop { " / stop" } else { "" };
-            let to = if next == 0 { "stop".to_string() } else { format!("s{next}") };
+            let to = if next == 0 {
+                "stop".to_string()
+            } else {
+                format!("s{next}")
+            };
             let _ = writeln!(out, "  s{s} -> {to} [label=\"{label}{stop_mark}\"{style}];");
         }
     }
