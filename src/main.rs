@@ -369,18 +369,31 @@ fn query(mut parser: lexopt::Parser) -> Result<()> {
     } else {
         (Utf8Words::TABLES, welt::query::Mode::Bytes)
     };
-    let out = match &file {
+    // Answers are written as the lines are read (memory stays bounded by the line limit); on a
+    // malformed line the answers before it are out and the error names the line.
+    let stdout = std::io::stdout().lock();
+    let result = match &file {
         Some(path) if path.as_os_str() != "-" => {
             let f = std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-            welt::query::run_mode(&tables, mode, BufReader::new(f))
+            welt::query::run_mode(&tables, mode, BufReader::new(f), stdout)
         }
-        _ => welt::query::run_mode(&tables, mode, std::io::stdin().lock()),
+        _ => welt::query::run_mode(&tables, mode, std::io::stdin().lock(), stdout),
+    };
+    match result {
+        // The reader went away (`welt query ... | head`): stop quietly, as Unix tools do.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>().map(std::io::Error::kind)
+                == Some(std::io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(match &file {
+            Some(p) if p.as_os_str() != "-" => format!("{}: {e}", p.display()),
+            _ => format!("<stdin>: {e}"),
+        }
+        .into()),
+        Ok(()) => Ok(()),
     }
-    .map_err(|e| match &file {
-        Some(p) => format!("{}: {e}", p.display()),
-        None => format!("<stdin>: {e}"),
-    })?;
-    write_output(None, out.as_bytes())
 }
 
 fn demo(mut parser: lexopt::Parser) -> Result<()> {

@@ -1,5 +1,7 @@
-//! The `welt` command line: `welt query` refuses malformed JSONL (non-zero exit, the line
-//! number on stderr, nothing on stdout) and reads stdin; `welt tables --emit rust|dot|stats`
+//! The `welt` command line: `welt query` answers lines as it reads them, refuses malformed
+//! JSONL (exit 2, the line number on stderr, only the answers before it on stdout) and lines
+//! over its 1 MiB limit, reads stdin, and agrees with the terminal stop and the word length
+//! limit; `welt tables --emit rust|dot|stats`
 //! prints deterministic output that starts with the generated-file header, and `-o FILE`
 //! writes it; bad commands, flags and values fail with a clear message; `welt help` works.
 
@@ -46,12 +48,17 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn assert_fails_with(out: &Output, needles: &[&str], what: &str) {
-    assert!(!out.status.success(), "{what}: exit status {:?}", out.status);
     assert!(
         out.stdout.is_empty(),
         "{what}: wrote to stdout: {:?}",
         text(&out.stdout)
     );
+    assert_error(out, needles, what);
+}
+
+/// Exit 2 with `welt: error: ` and each of `needles` on stderr; stdout is not checked.
+fn assert_error(out: &Output, needles: &[&str], what: &str) {
+    assert_eq!(out.status.code(), Some(2), "{what}: exit status {:?}", out.status);
     let err = text(&out.stderr);
     assert!(err.starts_with("welt: error: "), "{what}: stderr {err:?}");
     for n in needles {
@@ -82,13 +89,14 @@ fn query_answers_good_input_from_a_file_and_from_stdin() {
     let line = |bytes: &str, mask: &str, stop: bool| {
         format!("{{\"bytes\":[{bytes}],\"mask\":\"{mask}\",\"stop\":{stop},\"reachable\":true}}")
     };
-    assert_eq!(lines[0], line("97,98,32", &boundary, true));
+    // "ab " is a complete word: a stop is terminal, nothing is allowed after it.
+    assert_eq!(lines[0], line("97,98,32", &"00".repeat(32), true));
     assert_eq!(lines[1], line("", &boundary, false));
     assert_eq!(lines[2], line("226,128", &continuation, false));
 }
 
 #[test]
-fn query_refuses_malformed_lines_and_writes_nothing() {
+fn query_refuses_malformed_lines_after_answering_the_ones_before() {
     let cases: [(&str, &[&str]); 7] = [
         ("not json at all", &["line 3", "not JSON"]),
         ("{\"bites\": [1]}", &["line 3", "missing \"bytes\""]),
@@ -105,16 +113,22 @@ fn query_refuses_malformed_lines_and_writes_nothing() {
         ("{\"bytes\": \"abc\"}", &["line 3", "must be an array"]),
     ];
     let dir = scratch("malformed");
+    let good = welt_stdin(&["query"], "{\"bytes\":[97]}\n{\"bytes\":[98]}\n");
+    assert!(good.status.success());
+    assert_eq!(text(&good.stdout).lines().count(), 2);
     for (bad, needles) in cases {
-        // Two good lines first: a streaming writer would already have printed them.
+        // Two good lines first: they are answered, the bad line ends the run, the line after
+        // it is not answered.
         let input = format!("{{\"bytes\":[97]}}\n{{\"bytes\":[98]}}\n{bad}\n{{\"bytes\":[99]}}\n");
         let out = welt_stdin(&["query"], &input);
-        assert_fails_with(&out, needles, bad);
+        assert_error(&out, needles, bad);
+        assert_eq!(out.stdout, good.stdout, "{bad}: the answers before it, only");
         assert!(text(&out.stderr).contains("<stdin>"), "{bad}: names the input");
         let file = dir.join("bad.jsonl");
         std::fs::write(&file, &input).unwrap();
         let out = welt(&["query", file.to_str().unwrap()]);
-        assert_fails_with(&out, needles, bad);
+        assert_error(&out, needles, bad);
+        assert_eq!(out.stdout, good.stdout, "{bad}: the answers before it, only");
         assert!(text(&out.stderr).contains("bad.jsonl"), "{bad}: names the file");
     }
     let missing = dir.join("missing.jsonl");
@@ -456,5 +470,148 @@ fn bench_refuses_out_of_range_and_unused_options() {
         let out = welt_within(args, limit);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out.stderr));
         assert_fails_with(&out, needles, &format!("{args:?}"));
+    }
+}
+
+/// `welt query`'s documented line limit (`welt::query::MAX_LINE_BYTES`, 1 MiB before the newline).
+const MAX_LINE: usize = welt::query::MAX_LINE_BYTES;
+
+/// A `{"bytes":[0,0,...]}` line of exactly `len` bytes (padded with spaces inside the array).
+fn zeros_line(len: usize) -> String {
+    let mut line = String::from("{\"bytes\":[0");
+    while line.len() + 2 + 2 <= len {
+        line.push_str(",0");
+    }
+    while line.len() + 2 < len {
+        line.push(' ');
+    }
+    line.push_str("]}");
+    assert_eq!(line.len(), len);
+    line
+}
+
+/// A line at the limit is answered; one byte more is exit 2 with a message naming the limit,
+/// after the answers of the lines before it. The input is written to a file: welt stops
+/// reading at the limit, so a pipe would break under the writer.
+#[test]
+fn query_refuses_a_line_over_its_limit() {
+    assert_eq!(MAX_LINE, 1 << 20, "the limit the README documents");
+    let dir = scratch("long-line");
+    let file = dir.join("long.jsonl");
+    let first = "{\"bytes\":[97]}\n";
+    std::fs::write(&file, format!("{first}{}\n", zeros_line(MAX_LINE))).unwrap();
+    let out = welt(&["query", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let answers = text(&out.stdout);
+    let lines: Vec<&str> = answers.lines().collect();
+    assert_eq!(lines.len(), 2);
+    assert!(
+        lines[1].ends_with("\"reachable\":false}"),
+        "zeros past the word length limit"
+    );
+
+    for tail in ["\n", "", "\n{\"bytes\":[98]}\n"] {
+        std::fs::write(&file, format!("{first}{}{tail}", zeros_line(MAX_LINE + 1))).unwrap();
+        let out = welt(&["query", file.to_str().unwrap()]);
+        assert_error(
+            &out,
+            &["line 2", "longer than the limit of 1048576 bytes"],
+            "long line",
+        );
+        assert_eq!(
+            text(&out.stdout),
+            format!("{}\n", lines[0]),
+            "only the first line is answered"
+        );
+    }
+}
+
+/// The answer of one `welt query` line as (mask is empty, stop, reachable).
+fn query_one(args: &[&str], line: &str) -> (bool, bool, bool) {
+    let out = welt_stdin(&[&["query"], args].concat(), &format!("{line}\n"));
+    assert!(out.status.success(), "{line}: {}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    let mask = v["mask"].as_str().unwrap();
+    (
+        mask.bytes().all(|c| c == b'0'),
+        v["stop"].as_bool().unwrap(),
+        v["reachable"].as_bool().unwrap(),
+    )
+}
+
+fn bytes_line(bytes: &[u8]) -> String {
+    let list: Vec<String> = bytes.iter().map(|b| b.to_string()).collect();
+    format!("{{\"bytes\":[{}]}}", list.join(","))
+}
+
+/// `reachable` counts the word length limit (16 by default, `--max-word-len N`), and at the
+/// limit the word is finished: the mask is empty, as `Sequence::mask` is.
+#[test]
+fn query_counts_the_word_length_limit() {
+    for (args, max) in [(&[][..], 16usize), (&["--max-word-len", "3"][..], 3)] {
+        let at = query_one(args, &bytes_line(&vec![b'a'; max]));
+        assert_eq!(
+            at,
+            (true, false, true),
+            "{args:?}: {max} bytes: finished, reachable"
+        );
+        let below = query_one(args, &bytes_line(&vec![b'a'; max - 1]));
+        assert_eq!(below, (false, false, true), "{args:?}: {} bytes", max - 1);
+        let past = query_one(args, &bytes_line(&vec![b'a'; max + 1]));
+        assert_eq!(
+            past,
+            (true, false, false),
+            "{args:?}: {} bytes: too long",
+            max + 1
+        );
+    }
+    // "ab " stops at the limit 3: stop, reachable, nothing after.
+    assert_eq!(
+        query_one(&["--max-word-len", "3"], &bytes_line(b"ab ")),
+        (true, true, true)
+    );
+}
+
+/// A stop is terminal in `welt query`, in byte mode and token mode: after a word-rule stop or
+/// EOS the mask is empty, and any token after it makes the sequence unreachable, with no stop.
+#[test]
+fn query_after_a_stop_allows_nothing() {
+    for word in [&b"ab "[..], b"\x01", b"\x03", b"ab\x03"] {
+        assert_eq!(query_one(&[], &bytes_line(word)), (true, true, true), "{word:?}");
+        let after = [word, b"a"].concat();
+        assert_eq!(
+            query_one(&[], &bytes_line(&after)),
+            (true, false, false),
+            "{after:?}"
+        );
+        let eos = [word, b"\x03"].concat();
+        assert_eq!(query_one(&[], &bytes_line(&eos)), (true, false, false), "{eos:?}");
+    }
+    // Token mode: every single token that stops, in every fixture, leaves an empty mask.
+    for fixture in ["byt5_like", "bpe_bytelevel", "sp_bpe_bytefallback", "sp_unigram"] {
+        let path = format!("tests/fixtures/{fixture}.json");
+        let stats = text(&welt(&["tables", "--tokenizer", &path, "--emit", "stats"]).stdout);
+        let vocab: usize = stats
+            .lines()
+            .find_map(|l| l.strip_prefix("vocabulary:"))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .expect("vocabulary size in the stats");
+        let input: String = (0..vocab).map(|t| format!("{{\"tokens\":[{t}]}}\n")).collect();
+        let out = welt_stdin(&["query", "--tokenizer", &path], &input);
+        assert!(out.status.success(), "{fixture}: {}", text(&out.stderr));
+        let mut stops = 0;
+        for line in text(&out.stdout).lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            if v["stop"].as_bool().unwrap() {
+                stops += 1;
+                assert!(v["reachable"].as_bool().unwrap(), "{fixture}: {line}");
+                assert!(
+                    v["mask"].as_str().unwrap().bytes().all(|c| c == b'0'),
+                    "{fixture}: {line}"
+                );
+            }
+        }
+        assert!(stops > 0, "{fixture}: no token stops");
     }
 }

@@ -1,5 +1,7 @@
 //! Structural invariants of the generated decoder, checked on the tables the runtime uses:
-//! every live state allows a token; EOS is allowed at every character boundary; the automaton
+//! every live state allows a token; a stop is terminal (every stopping entry, in the default
+//! decoder and in every tokenizer fixture's, leads to the dead state); EOS is allowed at every
+//! character boundary; the automaton
 //! is minimal (an independent table-filling check) and every state is reachable; generation
 //! is deterministic; the macro, the build script and `kernels_gen::generate` give the same
 //! bytes; a corrupted blob is an `Err` from `Tables::from_bytes`, never a panic; and the sizes
@@ -28,16 +30,16 @@ fn step(t: &Tables<'_>, s: u16, tok: u32) -> (u16, bool) {
     t.step(s, tok).expect("in range")
 }
 
-/// Breadth-first search from the start over allowed tokens: a shortest token path to every
-/// state found.
+/// Breadth-first search from the start over allowed tokens that do not stop (a stop ends the
+/// word in the dead state): a shortest token path to every state found.
 fn shortest_paths(t: &Tables<'_>) -> Vec<Option<Vec<u8>>> {
     let mut path: Vec<Option<Vec<u8>>> = vec![None; t.num_states()];
     path[t.start() as usize] = Some(Vec::new());
     let mut queue = VecDeque::from([t.start()]);
     while let Some(s) = queue.pop_front() {
         for tok in t.mask(s).iter() {
-            let (next, _) = step(t, s, tok);
-            if path[next as usize].is_none() {
+            let (next, stop) = step(t, s, tok);
+            if !stop && path[next as usize].is_none() {
                 let mut p = path[s as usize].clone().unwrap();
                 p.push(tok as u8);
                 path[next as usize] = Some(p);
@@ -63,20 +65,16 @@ fn every_live_state_allows_a_token_and_the_dead_state_none() {
     let t = tables();
     for s in states(&t) {
         let mask = t.mask(s);
-        let allowed: Vec<u32> = (0..256).filter(|&tok| step(&t, s, tok).0 != DEAD).collect();
+        // Allowed: the entry leads to a live state, or it stops (and then leads to DEAD).
+        let allowed: Vec<u32> = (0..256)
+            .filter(|&tok| step(&t, s, tok) != (DEAD, false))
+            .collect();
         assert_eq!(
             mask.iter().collect::<Vec<_>>(),
             allowed,
-            "state {s}: mask = tokens not leading to DEAD"
+            "state {s}: mask = tokens whose entry is not (DEAD, no stop)"
         );
         assert_eq!(mask.count(), allowed.len());
-        for tok in 0..256 {
-            let (next, stop) = step(&t, s, tok);
-            assert!(
-                !stop || next != DEAD,
-                "state {s} token {tok}: stop on a forbidden token"
-            );
-        }
         if s == DEAD {
             assert_eq!(mask.count(), 0, "the dead state allows nothing");
             assert!(
@@ -115,7 +113,11 @@ fn eos_is_allowed_at_every_character_boundary() {
         for tok in t.mask(s).iter() {
             let mut q = p.clone();
             q.push(tok as u8);
-            let next = step(&t, s, tok).0;
+            let (next, stop) = step(&t, s, tok);
+            if stop {
+                // Nothing follows a stop (checked in `a_stop_is_terminal_in_every_decoder`).
+                continue;
+            }
             assert_eq!(
                 t.is_boundary(next),
                 std::str::from_utf8(&q).is_ok(),
@@ -141,9 +143,58 @@ fn unreachable_states(t: &Tables<'_>) -> Vec<usize> {
 fn every_state_is_reachable_from_the_start() {
     let t = tables();
     assert_eq!(unreachable_states(&t), Vec::<usize>::new());
-    // The dead state only through a forbidden token.
+    // The dead state only through a forbidden token or a stop.
     assert!(shortest_paths(&t)[DEAD as usize].is_none());
-    assert_eq!(step(&t, t.start(), 0x80).0, DEAD);
+    assert_eq!(step(&t, t.start(), 0x80), (DEAD, false));
+    assert_eq!(step(&t, t.start(), EOS), (DEAD, true));
+}
+
+/// A stop is terminal, in every mode: in every state of the default decoder and of each
+/// tokenizer fixture's (byte mode and token mode; first tokens, EOS and the word rule), every
+/// entry with the stop flag leads to the dead state, whose mask is empty and which never
+/// stops; and each decoder has stopping entries, so the check is not empty.
+#[test]
+fn a_stop_is_terminal_in_every_decoder() {
+    let fixture = |file: &str| {
+        let path = format!("{}/tests/fixtures/{file}.json", env!("CARGO_MANIFEST_DIR"));
+        let vocab = kernels_gen::tokenizer::load_file(path.as_ref(), &Default::default()).unwrap();
+        let tables = kernels_gen::generate(&DecoderSpec::new(vocab)).unwrap();
+        welt_runtime::OwnedTables::from_bytes(tables.to_blob()).unwrap()
+    };
+    let owned: Vec<(&str, welt_runtime::OwnedTables)> = ["byt5_like", "bpe_bytelevel", "sp_bpe_bytefallback", "sp_unigram"]
+        .into_iter()
+        .map(|f| (f, fixture(f)))
+        .collect();
+    let decoders = std::iter::once(("default", Utf8Words::TABLES))
+        .chain(owned.iter().map(|(f, o)| (*f, o.as_tables())));
+    for (name, t) in decoders {
+        t.validate_masks().unwrap();
+        let v = t.vocab_size() as u32;
+        let mut stops = 0;
+        for s in states(&t) {
+            for tok in 0..v {
+                let (next, stop) = step(&t, s, tok);
+                if stop {
+                    assert_eq!(next, DEAD, "{name}: state {s} token {tok} stops and runs on");
+                    assert!(
+                        t.mask(s).allows(tok),
+                        "{name}: state {s} token {tok} stops unallowed"
+                    );
+                    stops += 1;
+                }
+            }
+        }
+        assert!(stops > 0, "{name}: no stopping entry");
+        assert_eq!(t.mask(DEAD).count(), 0, "{name}: the dead state allows a token");
+        assert!(
+            (0..v).all(|tok| step(&t, DEAD, tok) == (DEAD, false)),
+            "{name}: the dead state leaves or stops"
+        );
+        // EOS, where there is one, is a stop at the start too (a first token).
+        if let Some(eos) = t.eos() {
+            assert_eq!(step(&t, t.start(), eos), (DEAD, true), "{name}: EOS at the start");
+        }
+    }
 }
 
 /// Table filling (Hopcroft–Ullman): mark pairs whose mask or stop flags differ, then pairs
@@ -155,7 +206,7 @@ fn equivalent_pairs(t: &Tables<'_>) -> Vec<(usize, usize)> {
         (0..256)
             .map(|tok| {
                 let (next, stop) = step(t, s as u16, tok);
-                (next != DEAD, stop)
+                (next != DEAD || stop, stop)
             })
             .collect()
     };
@@ -450,8 +501,12 @@ fn corrupted_blobs_are_rejected() {
             Box::new(move |b| set_entry(b, s, forbidden, 2)),
         ),
         (
-            "stop on a forbidden token",
+            "a forbidden token made a stop (its mask bit stays clear)",
             Box::new(move |b| set_entry(b, s, forbidden, 0x8000)),
+        ),
+        (
+            "a stop that runs on (mask bits agree)",
+            Box::new(move |b| set_entry(b, s, EOS as usize, 0x8000 | s as u16)),
         ),
         ("dead state leaves", Box::new(|b| set_entry(b, 0, 5, 1))),
         ("dead state stops", Box::new(|b| set_entry(b, 0, 5, 0x8000))),
@@ -535,8 +590,8 @@ fn random_corruption_never_panics() {
             };
             for s in 0..t.num_states() as u16 {
                 for tok in t.mask(s).iter() {
-                    let (next, _) = t.step(s, tok).unwrap();
-                    assert!((next as usize) < t.num_states() && next != DEAD);
+                    let (next, stop) = t.step(s, tok).unwrap();
+                    assert!((next as usize) < t.num_states() && (next != DEAD || stop));
                 }
             }
             true

@@ -10,14 +10,20 @@
 //! comparing the mask, the stop flag and reachability (could welt have generated it).
 //!
 //! For any sequence the automaton is expected to do what `Tables::walk` documents: on a valid
-//! UTF-8 prefix, the mask is the valid next bytes and the stop flag is the spec's when the last
-//! byte completes a character (false inside one); on anything else it is in the dead state.
-//! On sequences welt can generate this is exactly SEMANTICS.md's stop flag (checked too).
+//! UTF-8 prefix on which the spec did not stop before the last byte, the stop flag is the
+//! spec's when the last byte completes a character (false inside one), and the mask is the
+//! valid next bytes, or empty after a stop (a stop is terminal: the dead state); on anything
+//! else (not UTF-8, or bytes after a stop) it is in the dead state. On sequences welt can
+//! generate this is exactly SEMANTICS.md's stop flag (checked too). Reachability also counts
+//! WeLT's word length limit.
 
 mod common;
 
 use common::{has, is_control, is_space, word_complete, Spec, SplitMix64, ValidNext, PYTHON_SPACES};
 use welt_runtime::{Decoder, Tables, Utf8Words, DEAD};
+
+/// WeLT's `max_word_length` (SEMANTICS.md: 16 bytes by default): the default decoder's limit.
+const MAX_WORD_LEN: usize = 16;
 
 fn tables() -> Tables<'static> {
     Utf8Words::TABLES
@@ -29,6 +35,7 @@ struct Welt {
     state: u16,
     stop: bool,
     reachable: bool,
+    len: usize,
 }
 
 impl Welt {
@@ -37,10 +44,11 @@ impl Welt {
             state: t.start(),
             stop: false,
             reachable: true,
+            len: 0,
         }
     }
     /// SEMANTICS.md's "welt can generate it": each byte allowed by welt's own mask at its
-    /// step, and no stop before the last byte.
+    /// step, no stop before the last byte, and at most the word length limit of bytes.
     fn child(self, t: &Tables<'_>, b: u8) -> Welt {
         let allowed = t.mask(self.state).allows(u32::from(b));
         let (state, stop) = t
@@ -49,7 +57,8 @@ impl Welt {
         Welt {
             state,
             stop,
-            reachable: self.reachable && !self.stop && allowed,
+            reachable: self.reachable && !self.stop && allowed && self.len < MAX_WORD_LEN,
+            len: self.len + 1,
         }
     }
 }
@@ -60,6 +69,7 @@ impl Welt {
 struct Expected {
     spec: Spec,
     stopped_before: bool,
+    len: usize,
 }
 
 impl Expected {
@@ -68,13 +78,14 @@ impl Expected {
         Expected {
             spec: Spec::of(bytes),
             stopped_before,
+            len: bytes.len(),
         }
     }
     fn stop(&self) -> bool {
         matches!(self.spec, Spec::Valid { stop: true, .. })
     }
     fn reachable(&self) -> bool {
-        matches!(self.spec, Spec::Valid { .. }) && !self.stopped_before
+        matches!(self.spec, Spec::Valid { .. }) && !self.stopped_before && self.len <= MAX_WORD_LEN
     }
 }
 
@@ -88,14 +99,25 @@ fn check(t: &Tables<'_>, bytes: &[u8], w: Welt, e: Expected, valid_next: &mut Va
             assert!(!w.stop, "{bytes:02x?}: no stop in the dead state");
             assert_eq!(mask.count(), 0, "{bytes:02x?}: empty mask in the dead state");
         }
+        Spec::Valid { .. } if e.stopped_before => {
+            // A stop is terminal: whatever follows it is in the dead state.
+            assert_eq!(w.state, DEAD, "{bytes:02x?} goes on after a stop: dead state");
+            assert!(!w.stop, "{bytes:02x?}: no stop in the dead state");
+            assert_eq!(mask.count(), 0, "{bytes:02x?}: empty mask after a stop");
+        }
         Spec::Valid { complete, stop } => {
-            assert_ne!(w.state, DEAD, "{bytes:02x?} is a UTF-8 prefix");
             let expected = if complete == bytes.len() { stop } else { false };
             assert_eq!(w.stop, expected, "stop after {bytes:02x?}");
             if w.reachable {
                 // On generable sequences that is SEMANTICS.md's stop flag itself.
                 assert_eq!(w.stop, stop, "stop after {bytes:02x?} (generable)");
             }
+            if w.stop {
+                assert_eq!(w.state, DEAD, "{bytes:02x?} stops: a stop is terminal");
+                assert_eq!(mask.count(), 0, "{bytes:02x?}: empty mask after a stop");
+                return;
+            }
+            assert_ne!(w.state, DEAD, "{bytes:02x?} is a UTF-8 prefix");
             let next = valid_next.after_tail(&bytes[complete..]);
             assert_eq!(mask.as_bytes(), &next[..], "mask after {bytes:02x?}");
             assert_eq!(
@@ -203,6 +225,19 @@ fn walk_of(w: Welt) -> welt_runtime::Walk {
         stop: w.stop,
         reachable: w.reachable,
     }
+}
+
+/// The length limit counts in reachability: a word of `MAX_WORD_LEN` bytes is generable, one
+/// byte more is not, and the automaton itself does not know the limit.
+#[test]
+fn reachability_counts_the_word_length_limit() {
+    let t = tables();
+    assert_eq!(usize::from(t.max_word_len()), MAX_WORD_LEN);
+    let word = vec![u32::from(b'a'); MAX_WORD_LEN + 1];
+    let at_limit = t.walk(&word[..MAX_WORD_LEN]).unwrap();
+    let past = t.walk(&word).unwrap();
+    assert!(at_limit.reachable && !past.reachable);
+    assert_eq!(at_limit.state, past.state, "`a` loops in the word phase");
 }
 
 // Four parts so that the test harness runs them in parallel.
@@ -332,19 +367,26 @@ fn random_words_part_1() {
 }
 
 /// Words before the character under test; their states cover every boundary state.
-const CONTEXTS: &[&str] = &[
-    "",
-    "a",
-    "ab",
-    " ",
-    "ab ",
-    "\x01",
-    "a\x01",
-    "ab\x03",
-    "\u{3000}",
-    "x\u{200B}",
-    "\0",
-];
+const CONTEXTS: &[&str] = &["", "a", "ab", " ", "a\x01", "\u{3000}", "x\u{200B}", "\0"];
+
+/// Complete words: after each, a stop is terminal and nothing is allowed.
+const STOPPED: &[&str] = &["ab ", "\x01", "ab\x03", "\x03", "a\u{3000}", "a\u{85}"];
+
+#[test]
+fn nothing_follows_a_complete_word() {
+    let t = tables();
+    for w in STOPPED {
+        let tokens: Vec<u32> = w.bytes().map(u32::from).collect();
+        let walk = t.walk(&tokens).unwrap();
+        assert!(walk.reachable && walk.stop, "{w:?} stops");
+        assert_eq!(walk.state, DEAD, "{w:?}: a stop is terminal");
+        assert_eq!(
+            t.mask(walk.state).count(),
+            0,
+            "{w:?}: nothing is allowed after it"
+        );
+    }
+}
 
 /// The encoding of every scalar value is accepted from every boundary state, stopping exactly
 /// where the spec says (only on its last byte); after every proper prefix of it, the mask is
@@ -361,7 +403,10 @@ fn every_scalar_value_from_every_boundary_state() {
         let start = t.walk(&ctx_tokens).unwrap();
         assert!(t.is_boundary(start.state), "{ctx:?} ends at a boundary");
         boundary_states.insert(start.state);
-        let ctx_stopped = (0..=ctx.len()).any(|n| common::reference_stop(&ctx.as_bytes()[..n]));
+        assert!(
+            (0..=ctx.len()).all(|n| !common::reference_stop(&ctx.as_bytes()[..n])),
+            "{ctx:?} does not stop"
+        );
         for c in (0..=0x10FFFF).filter_map(char::from_u32) {
             let enc = c.encode_utf8(&mut buf).as_bytes();
             let mut s = start.state;
@@ -375,10 +420,10 @@ fn every_scalar_value_from_every_boundary_state() {
                     text.clear();
                     text.push_str(ctx);
                     text.push(c);
-                    // After a stop (ctx_stopped) only EOS stops again; else the rule decides.
-                    let expected = c == '\x03' || (!ctx_stopped && word_complete(&text));
+                    let expected = c == '\x03' || word_complete(&text);
                     assert_eq!(stop, expected, "{ctx:?} + {c:?}: stop");
-                    assert!(t.is_boundary(next));
+                    // A stop is terminal (the dead state); otherwise the character is complete.
+                    assert_eq!(t.is_boundary(next), !stop, "{ctx:?} + {c:?}: boundary");
                 }
                 s = next;
             }

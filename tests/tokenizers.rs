@@ -176,11 +176,12 @@ impl<'v> Spec<'v> {
     ///   is not complete before the token's last byte;
     /// - a token with no bytes is allowed only as the first token of a word (a SentencePiece
     ///   `▁` whose space the decoder drops), and moves the word past its first token;
-    /// - and in every case the word must be able to go on: a token that ends inside a
-    ///   character no token sequence can finish is not allowed (never the case where byte
-    ///   tokens exist).
+    /// - and, unless it stops (a stop is terminal: nothing follows it), the word must be able
+    ///   to go on: a token that ends inside a character no token sequence can finish is not
+    ///   allowed (never the case where byte tokens exist).
     fn step(&self, w: &Word, t: u32) -> Option<(Word, bool)> {
-        self.step_bytes(w, t).filter(|(next, _)| self.can_go_on(next))
+        self.step_bytes(w, t)
+            .filter(|(next, stop)| *stop || self.can_go_on(next))
     }
 
     /// Whether some token is allowed after `w`: at a character boundary EOS is; inside a
@@ -241,12 +242,16 @@ impl<'v> Spec<'v> {
         }
     }
 
-    /// Runs a whole sequence; `None` if some token is not allowed. Ignores stops on the way
-    /// (the automaton runs on after a stop).
+    /// Runs a whole sequence; `None` if some token is not allowed (every token after a stop:
+    /// a stop is terminal).
     fn run(&self, tokens: &[u32]) -> Option<Word> {
         let mut w = self.start();
+        let mut stopped = false;
         for &t in tokens {
-            w = self.step(&w, t)?.0;
+            if stopped {
+                return None;
+            }
+            (w, stopped) = self.step(&w, t)?;
         }
         Some(w)
     }
@@ -274,8 +279,9 @@ fn check_against_byte_automaton(text: &[u8]) {
     let bytes: Vec<u32> = text.iter().map(|&b| u32::from(b)).collect();
     let w = Utf8Words::TABLES.walk(&bytes).unwrap();
     let class = utf8(text);
-    assert_eq!(w.state == DEAD, class == Utf8::Invalid, "{text:?}");
     let complete = class == Utf8::Boundary && word_complete(std::str::from_utf8(text).unwrap());
+    // A complete word is in the dead state too: a stop is terminal.
+    assert_eq!(w.state == DEAD, class == Utf8::Invalid || complete, "{text:?}");
     assert_eq!(w.stop, complete, "{text:?}");
 }
 
@@ -301,7 +307,8 @@ impl<'t> Allowed<'t> {
 }
 
 /// Every live state with a shortest token sequence reaching it (breadth first, in token
-/// order, so the witnesses are deterministic).
+/// order, so the witnesses are deterministic). Stopping tokens lead to the dead state and are
+/// not followed.
 fn witnesses(tables: &Tables<'_>) -> Vec<(u16, Vec<u32>)> {
     let mut seen: HashMap<u16, usize> = HashMap::new();
     let mut out: Vec<(u16, Vec<u32>)> = vec![(tables.start(), Vec::new())];
@@ -310,7 +317,10 @@ fn witnesses(tables: &Tables<'_>) -> Vec<(u16, Vec<u32>)> {
     while let Some(i) = queue.pop_front() {
         let (s, w) = out[i].clone();
         for t in tables.mask(s).iter() {
-            let (n, _) = tables.step(s, t).unwrap();
+            let (n, stop) = tables.step(s, t).unwrap();
+            if stop {
+                continue;
+            }
             if let std::collections::hash_map::Entry::Vacant(e) = seen.entry(n) {
                 e.insert(out.len());
                 let mut w2 = w.clone();
@@ -401,7 +411,9 @@ fn token_automaton_equals_the_rule_over_concatenated_bytes() {
                 state = tables.step(state, t).unwrap().0;
             }
 
-            // The spec, token by token; the automaton, by `walk` on every prefix.
+            // The spec, token by token; the automaton, by `walk` on every prefix. A stop is
+            // terminal (the dead state; `word` is `None` after it); reachability also counts
+            // the word length limit.
             let mut word = Some(spec.start());
             let (mut reachable, mut prev_stop) = (true, false);
             for i in 0..seq.len() {
@@ -409,16 +421,17 @@ fn token_automaton_equals_the_rule_over_concatenated_bytes() {
                     Some((n, s)) => (Some(n), s),
                     None => (None, false),
                 };
-                reachable &= !prev_stop && next.is_some();
+                reachable &= !prev_stop && next.is_some() && i < usize::from(tables.max_word_len());
                 let walk = tables.walk(&seq[..=i]).unwrap();
                 assert_eq!(
                     (walk.state == DEAD, walk.stop, walk.reachable),
-                    (next.is_none(), stop, reachable),
+                    (next.is_none() || stop, stop, reachable),
                     "{}: tokens {:?}, bytes {:?}",
                     fx.file,
                     &seq[..=i],
                     String::from_utf8_lossy(&spec.bytes(&seq[..=i]))
                 );
+                let next = next.filter(|_| !stop);
                 if let Some(w) = &next {
                     assert_eq!(
                         tables.is_boundary(walk.state),
@@ -463,9 +476,14 @@ fn check_row(file: &str, tables: &Tables<'_>, spec: &Spec<'_>, state: u16, w: &W
     for t in 0..tables.vocab_size() as u32 {
         let brute = spec.step(w, t);
         let (next, stop) = tables.step(state, t).unwrap();
+        // Allowed iff the spec allows it; a stop leads to the dead state (a stop is terminal).
         assert_eq!(
             (mask.allows(t), next != DEAD, stop),
-            (brute.is_some(), brute.is_some(), brute.is_some_and(|b| b.1)),
+            (
+                brute.is_some(),
+                brute.as_ref().is_some_and(|b| !b.1),
+                brute.is_some_and(|b| b.1)
+            ),
             "{file}: state {state} (witness {witness:?}, bytes {:?}), token {t} = {:?}",
             String::from_utf8_lossy(&w.bytes),
             spec.token(w, t)
@@ -498,8 +516,12 @@ fn every_mask_equals_the_brute_force_set() {
             let row: Vec<u32> = tables.mask(*state).iter().collect();
             for _ in 0..6 {
                 let t = rng.pick(&row);
-                let (next, _) = tables.step(*state, t).unwrap();
+                let (next, stop) = tables.step(*state, t).unwrap();
                 let (w2, _) = spec.step(&w, t).unwrap();
+                if stop {
+                    assert_eq!(next, DEAD, "{}: a stop is terminal", fx.file);
+                    continue;
+                }
                 let mut witness2 = witness.clone();
                 witness2.push(t);
                 check_row(fx.file, &tables, &spec, next, &w2, &witness2);
@@ -538,9 +560,14 @@ fn sample_decodable(
         }
         let t = rng.pick(&row);
         seq.push(t);
-        state = tables.step(state, t).unwrap().0;
-        if tables.is_boundary(state) {
+        let stop;
+        (state, stop) = tables.step(state, t).unwrap();
+        // A stop ends the word at a character boundary, in the dead state (a stop is terminal).
+        if stop || tables.is_boundary(state) {
             cut = seq.len();
+        }
+        if stop {
+            break;
         }
     }
     seq.truncate(cut);
@@ -626,7 +653,8 @@ fn sentencepiece_first_token_rule() {
         ];
         for seq in &cases {
             let walk = tables.walk(seq).unwrap();
-            assert!(walk.state != DEAD, "{file}: {seq:?} is allowed");
+            // Generable (some cases end the word: then the walk is in the dead state).
+            assert!(walk.reachable, "{file}: {seq:?} is allowed");
             check_decode(file, &tk, &spec, seq);
         }
 
@@ -634,7 +662,7 @@ fn sentencepiece_first_token_rule() {
         let mut allowed = Allowed::new(tables);
         let mut rng = Rng(0x5917 + k as u64);
         let mut starts = [0usize; 2];
-        for i in 0..600 {
+        for i in 0..800 {
             let seq = if i % 2 == 0 {
                 let start = rng.pick(&spaced);
                 sample_decodable(&tables, &mut allowed, &vocab, &mut rng, &[start], None)
@@ -680,7 +708,7 @@ fn byte_fallback_spelling_the_metaspace_character() {
             cases.push([&[lone][..], &meta[..], &[a]].concat());
         }
         for seq in cases {
-            if tables.walk(&seq).unwrap().state != DEAD {
+            if tables.walk(&seq).unwrap().reachable {
                 check_decode(fx.file, &tk, &spec, &seq);
             }
         }
@@ -1017,7 +1045,8 @@ proptest! {
 
         // walk: Err exactly for an id past the vocabulary, at the first one.
         match tables.walk(&ids) {
-            Ok(w) => prop_assert!(ids.iter().all(|&t| t < v) && (w.state != DEAD || !w.reachable)),
+            // The dead state is reachable only by a stop (a stop is terminal).
+            Ok(w) => prop_assert!(ids.iter().all(|&t| t < v) && (w.state != DEAD || !w.reachable || w.stop)),
             Err(e) => {
                 let at = ids.iter().position(|&t| t >= v).unwrap();
                 prop_assert_eq!(e.kind(), ErrorKind::TokenOutOfRange { token: ids[at], vocab: v, at });
@@ -1119,7 +1148,7 @@ fn eos_is_found_by_default_and_by_name() {
     }
     assert!(Byt5NamedEos::TABLES.as_bytes() == Byt5Macro::TABLES.as_bytes());
 
-    // Another EOS: `<extra_id_0>` is allowed at every boundary and stops, keeping the state;
+    // Another EOS: `<extra_id_0>` is allowed at every boundary and stops (into the dead state);
     // `</s>` is now an ordinary special token, never allowed.
     let tk = hf("byt5_like.json");
     let t = Byt5OtherEos::TABLES;
@@ -1130,7 +1159,7 @@ fn eos_is_found_by_default_and_by_name() {
     for (s, _) in &states {
         assert_eq!(t.mask(*s).allows(eos), t.is_boundary(*s), "state {s}");
         if t.is_boundary(*s) {
-            assert_eq!(t.step(*s, eos).unwrap(), (*s, true));
+            assert_eq!(t.step(*s, eos).unwrap(), (DEAD, true));
         }
         assert!(!t.mask(*s).allows(old), "state {s}");
     }
@@ -1171,26 +1200,27 @@ fn stop_tokens_end_the_word_where_allowed() {
     let states = witnesses(&t);
     let mut dots = 0;
     for (s, witness) in &states {
-        // A byte token named as a stop token: allowed where '.' is valid, and always stops.
+        // A byte token named as a stop token: allowed where '.' is valid, and always stops
+        // (into the dead state: a stop is terminal).
         let (next, stop) = t.step(*s, dot).unwrap();
         assert_eq!(
-            next != DEAD,
+            t.mask(*s).allows(dot),
             t.is_boundary(*s),
             "'.' is allowed exactly at boundaries"
         );
-        if next != DEAD {
-            assert!(stop, "state {s}: '.' always ends the word");
+        if t.mask(*s).allows(dot) {
+            assert_eq!((next, stop), (DEAD, true), "state {s}: '.' always ends the word");
             dots += 1;
         }
         // A special token named as a stop token ends the word like EOS: allowed exactly at
-        // character boundaries, and the state stays.
+        // character boundaries, into the dead state.
         assert_eq!(
             t.mask(*s).allows(extra),
             t.is_boundary(*s),
             "state {s}: <extra_id_1>"
         );
         if t.is_boundary(*s) {
-            assert_eq!(t.step(*s, extra).unwrap(), (*s, true));
+            assert_eq!(t.step(*s, extra).unwrap(), (DEAD, true));
         }
         // Every other token as without stop tokens.
         check_row(

@@ -6,10 +6,11 @@
 //!
 //! * `Empty`: nothing decoded yet;
 //! * `InWord`: one or more word characters (`W+`);
-//! * `Never`: the decoded text can no longer match the rule (it began with a space, contains
-//!   a control after other text, or already matched and went on). A word that matched stops
-//!   on the transition that completes it and continues in `Never`: in a Mealy automaton a
-//!   separate "complete" phase would be equivalent to `Never`, so it is not built at all.
+//! * `Never`: the decoded text can no longer match the rule (it began with a space, or contains
+//!   a control after other text).
+//!
+//! A stop is terminal: the transition that completes the word stops and leads to the dead
+//! state, so nothing follows a complete word (see [`crate::minimize::Mealy::allowed`]).
 //!
 //! Multi-byte space characters (U+0085, U+00A0, U+1680, U+2000–200A, ...) are resolved byte by
 //! byte: the partial bytes are kept only while they are a prefix of the encoding of some
@@ -56,27 +57,22 @@ pub struct ByteDfa {
     pub byte_classes: usize,
 }
 
-/// Word phase after one complete character, and whether that character completed the word.
-fn rule(phase: Phase, class: CharClass) -> (Phase, bool) {
+/// Word phase after one complete character, or `None` if that character completes the word.
+fn rule(phase: Phase, class: CharClass) -> Option<Phase> {
     match phase {
         // Exactly one control character is a complete word; a leading space never completes.
-        Phase::Empty if class.control => (Phase::Never, true),
-        Phase::Empty if class.space => (Phase::Never, false),
-        Phase::Empty => (Phase::InWord, false),
+        Phase::Empty if class.control => None,
+        Phase::Empty if class.space => Some(Phase::Never),
+        Phase::Empty => Some(Phase::InWord),
         // W+ then one space completes; a control after word characters never completes.
-        Phase::InWord if class.space => (Phase::Never, true),
-        Phase::InWord if class.control => (Phase::Never, false),
-        Phase::InWord => (Phase::InWord, false),
-        Phase::Never => (Phase::Never, false),
+        Phase::InWord if class.space => None,
+        Phase::InWord if class.control => Some(Phase::Never),
+        Phase::InWord => Some(Phase::InWord),
+        Phase::Never => Some(Phase::Never),
     }
 }
 
 impl ByteDfa {
-    /// Builds and minimizes the byte automaton for `rule`.
-    pub fn build(word_rule: &WordRule) -> ByteDfa {
-        ByteDfa::build_forbidding(word_rule, &BTreeSet::new())
-    }
-
     /// Builds and minimizes the byte automaton for `rule`, where the characters of `forbidden`
     /// are never allowed.
     pub fn build_forbidding(word_rule: &WordRule, forbidden: &BTreeSet<char>) -> ByteDfa {
@@ -96,7 +92,9 @@ impl ByteDfa {
             let s = std::str::from_utf8(bytes).expect("validator completed a valid character");
             s.chars().next().expect("one character")
         };
-        let step = |k: &Key, b: u8| -> Option<(Key, bool)> {
+        // `None`: the byte is not allowed; `Some((None, true))`: it completes the word, which
+        // is terminal (the dead state, with the stop flag).
+        let step = |k: &Key, b: u8| -> Option<(Option<Key>, bool)> {
             let full = k.partial.as_ref().map(|p| {
                 let mut v = p.clone();
                 v.push(b);
@@ -110,17 +108,19 @@ impl ByteDfa {
                         return None;
                     }
                     let class = c.map_or(CharClass::WORD, |c| word_rule.classify(c));
-                    let (phase, stop) = rule(k.phase, class);
-                    Some((Key::boundary(phase, track_never), stop))
+                    Some(match rule(k.phase, class) {
+                        None => (None, true),
+                        Some(phase) => (Some(Key::boundary(phase, track_never)), false),
+                    })
                 }
                 Utf8Step::Partial(pos) => {
                     let partial = full.filter(|f| prefixes.contains(f));
                     Some((
-                        Key {
+                        Some(Key {
                             phase: k.phase,
                             pos,
                             partial,
-                        },
+                        }),
                         false,
                     ))
                 }
@@ -142,7 +142,8 @@ impl ByteDfa {
             for b in 0..=255u8 {
                 let (t, s) = match step(&k, b) {
                     None => (0, false),
-                    Some((nk, s)) => {
+                    Some((None, s)) => (0, s),
+                    Some((Some(nk), s)) => {
                         let id = match index.get(&nk) {
                             Some(&id) => id,
                             None => {
@@ -173,7 +174,7 @@ impl ByteDfa {
         // a character, and not all of it is forbidden); the table validation checks this agrees
         // with the construction.
         let boundary = (0..mealy.len())
-            .map(|s| s != 0 && (0..0x80).any(|b| mealy.next[s * 256 + b] != 0))
+            .map(|s| s != 0 && (0..0x80).any(|b| mealy.allowed(s * 256 + b)))
             .collect();
 
         let mut byte_class = [0u8; 256];
@@ -194,16 +195,17 @@ impl ByteDfa {
         }
     }
 
-    /// Runs `bytes` from `state`: `None` if some byte is not allowed, else the state reached
-    /// and the stop flag of every step.
+    /// Runs `bytes` from `state`: `None` if some byte is not allowed (a byte after a stop
+    /// never is), else the state reached (the dead state if the last byte stops) and the stop
+    /// flag of every step.
     pub fn walk(&self, mut state: u32, bytes: &[u8], stops: &mut Vec<bool>) -> Option<u32> {
         stops.clear();
         for &b in bytes {
             let i = state as usize * 256 + b as usize;
-            state = self.mealy.next[i];
-            if state == self.mealy.dead {
+            if !self.mealy.allowed(i) {
                 return None;
             }
+            state = self.mealy.next[i];
             stops.push(self.mealy.stop[i]);
         }
         Some(state)

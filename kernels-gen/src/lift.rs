@@ -5,8 +5,10 @@
 //! character) and the word is not completed before the token's last byte; its entry is the
 //! state reached and the stop flag of the last byte, or'ed with "this token always ends the
 //! word" (EOS and named stop tokens). A special token that ends the word (EOS, or one named as
-//! a stop token) has no bytes: it is allowed exactly at character boundaries and keeps the
-//! state; other special tokens and empty tokens are never allowed. A token that leads only to
+//! a stop token) has no bytes: it is allowed exactly at character boundaries; other special
+//! tokens and empty tokens are never allowed. A stop is terminal, whatever caused it (the word
+//! rule, EOS, a named stop token; first token or not): its entry leads to the dead state with
+//! the stop flag, so nothing is allowed after it. A token that leads only to
 //! dead ends (a character that no token can finish) is not allowed either. Only states
 //! reachable at token boundaries are kept, and the result is minimized again over tokens (a
 //! vocabulary can make byte states indistinguishable). To keep that
@@ -98,17 +100,20 @@ pub fn lift(dfa: &ByteDfa, vocab: &Vocabulary) -> TokenDfa {
         for (id, w) in table.iter().enumerate() {
             let (t, stop): (Key, bool) = match w {
                 Walk::Never => ((dead, false), false),
-                Walk::SpecialEos if dfa.boundary[s as usize] => ((s, at_first), true),
+                Walk::SpecialEos if dfa.boundary[s as usize] => ((dead, false), true),
                 Walk::SpecialEos => ((dead, false), false),
                 Walk::Bytes([]) => ((s, false), vocab.is_stop_token(id as u32)),
+                // The byte walk fails on a byte after a stop, so a stop can only be the last.
                 Walk::Bytes(bytes) => match dfa.walk(s, bytes, &mut stops) {
-                    Some(t) if !stops[..stops.len() - 1].contains(&true) => (
+                    Some(t) => (
                         (t, false),
                         stops[stops.len() - 1] || vocab.is_stop_token(id as u32),
                     ),
-                    _ => ((dead, false), false),
+                    None => ((dead, false), false),
                 },
             };
+            // Terminal: a stop leads to the dead state.
+            let t = if stop { (dead, false) } else { t };
             let t = if t.0 == dead {
                 0
             } else {
@@ -117,7 +122,7 @@ pub fn lift(dfa: &ByteDfa, vocab: &Vocabulary) -> TokenDfa {
                     states.len() as u32 - 1
                 })
             };
-            rows.push((t, stop && t != 0));
+            rows.push((t, stop));
         }
     }
     let n = states.len();
@@ -125,15 +130,19 @@ pub fn lift(dfa: &ByteDfa, vocab: &Vocabulary) -> TokenDfa {
     // Dead ends: a state from which no token is allowed (a character that no token of the
     // vocabulary can finish, say) would leave a row with an empty mask. A token leading only
     // to dead ends is not allowed either, and so on: keep the largest set of states that each
-    // allow a token into the set (where EOS exists, every boundary state is in it), and send
-    // every other transition to the dead state. A stop flag into a dead end is kept so that
-    // `Tables::new` can report it (the word completed, but no token could follow).
+    // allow a token into the set or a stopping token (where EOS exists, every boundary state
+    // is in it), and make every other transition forbidden. Stopping transitions stay: they
+    // lead to the dead state by design.
     let mut live = vec![true; n];
     live[0] = false;
     loop {
         let mut changed = false;
         for s in 1..n {
-            if live[s] && !rows[s * v..(s + 1) * v].iter().any(|&(t, _)| live[t as usize]) {
+            if live[s]
+                && !rows[s * v..(s + 1) * v]
+                    .iter()
+                    .any(|&(t, stop)| stop || live[t as usize])
+            {
                 live[s] = false;
                 changed = true;
             }
@@ -143,7 +152,7 @@ pub fn lift(dfa: &ByteDfa, vocab: &Vocabulary) -> TokenDfa {
         }
     }
     for row in rows.iter_mut() {
-        if !live[row.0 as usize] {
+        if !row.1 && !live[row.0 as usize] {
             row.0 = 0;
         }
     }

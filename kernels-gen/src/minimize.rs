@@ -1,7 +1,9 @@
 //! Minimizing a deterministic Mealy automaton by Moore's partition refinement.
 //!
 //! Two states are equivalent when every input sequence produces the same outputs from both.
-//! The outputs of a transition are "allowed" (it does not lead to the dead state) and "stop".
+//! The outputs of a transition are "allowed" and "stop". A transition is allowed iff it leads
+//! to a live state or stops: a stop is terminal, so a stopping transition leads to the dead
+//! state and is still allowed (see [`Mealy::allowed`]).
 //! Refinement starts from the partition by each state's row of outputs and splits blocks by
 //! the blocks of their successors until nothing changes. Moore's algorithm is O(n² k) in the
 //! worst case against Hopcroft's O(n k log n); our automata have tens of states, and the
@@ -19,7 +21,8 @@ pub struct Mealy {
     pub next: Vec<u32>,
     /// `stop[s * inputs + a]`.
     pub stop: Vec<bool>,
-    /// The dead state: every transition loops to it, nothing allowed.
+    /// The dead state: every transition loops to it with no stop, nothing allowed. Stopping
+    /// transitions lead to it too (a stop is terminal).
     pub dead: u32,
     /// The start state.
     pub start: u32,
@@ -34,6 +37,11 @@ impl Mealy {
     pub fn is_empty(&self) -> bool {
         self.next.is_empty()
     }
+    /// Whether transition `i` (`s * inputs + a`) is allowed: it leads to a live state, or it
+    /// stops (and then leads to the dead state).
+    pub fn allowed(&self, i: usize) -> bool {
+        self.next[i] != self.dead || self.stop[i]
+    }
     /// The block of every state in the coarsest partition into equivalent states; blocks are
     /// numbered in order of their first state.
     pub fn equivalence_classes(&self) -> Vec<u32> {
@@ -46,7 +54,7 @@ impl Mealy {
                     let row: Vec<u8> = (0..k)
                         .map(|a| {
                             let i = s * k + a;
-                            u8::from(self.next[i] != self.dead) | (u8::from(self.stop[i]) << 1)
+                            u8::from(self.allowed(i)) | (u8::from(self.stop[i]) << 1)
                         })
                         .collect();
                     let fresh = ids.len() as u32;

@@ -85,18 +85,7 @@ impl Tables {
                 "the vocabulary has {c} token classes; the class layout holds at most {MAX_CLASSES}"
             )));
         }
-        // A word completed into a state where no token can follow (possible only where no EOS
-        // is allowed there) would need a live state with an empty mask, which tables cannot
-        // hold: say so instead of failing validation.
-        if let Some(i) = (0..n * c).find(|&i| token.classes.next[i] == 0 && token.classes.stop[i]) {
-            let class = (i % c) as u32;
-            let id = token.class_of.iter().position(|&k| k == class).unwrap_or(0);
-            return Err(Error::new(format!(
-                "token {id} completes a word after which no token is allowed, and there is no EOS to \
-                 generate there; name an EOS token"
-            )));
-        }
-        if (0..c).all(|k| token.classes.next[token.classes.start as usize * c + k] == 0) {
+        if (0..c).all(|k| !token.classes.allowed(token.classes.start as usize * c + k)) {
             return Err(Error::new(
                 "no token of the vocabulary can begin a word (none is valid UTF-8 there, and there is no EOS)",
             ));
@@ -161,9 +150,10 @@ impl Tables {
     }
 
     /// Checks every invariant the runtime relies on:
-    /// sizes agree; the dead state is 0 and absorbs everything with no stop; an entry's stop
-    /// flag is only set on an allowed transition; a mask bit is set iff its entry is not
-    /// dead; mask bits past the vocabulary are clear; every live state allows at least one
+    /// sizes agree; the dead state is 0 and absorbs everything with no stop; every stop leads
+    /// to the dead state (a stop is terminal); a mask bit is set
+    /// iff its entry is not 0 (it leads to a live state, or it stops and leads to the dead
+    /// state); mask bits past the vocabulary are clear; every live state allows at least one
     /// token; EOS (if any) is allowed at every character boundary.
     pub fn validate(&self) -> Result<(), Error> {
         let (v, n, c) = (self.vocab_size, self.states, self.classes);
@@ -201,14 +191,16 @@ impl Tables {
                 if s == 0 && e != 0 {
                     return bad(format!("dead state leaves on class {k}"));
                 }
-                if next == 0 && e & STOP_BIT != 0 {
-                    return bad(format!("state {s} class {k}: stop on a forbidden token"));
+                if next != 0 && e & STOP_BIT != 0 {
+                    return bad(format!(
+                        "state {s} class {k}: a stop that does not lead to the dead state"
+                    ));
                 }
             }
             let mut any = false;
             for t in 0..v as u32 {
                 let allowed = self.allows(s as u16, t);
-                if allowed != (self.step(s as u16, t).0 != 0) {
+                if allowed != (self.step(s as u16, t) != (0, false)) {
                     return bad(format!("state {s} token {t}: mask and entry disagree"));
                 }
                 any |= allowed;

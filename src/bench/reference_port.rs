@@ -496,7 +496,7 @@ mod tests {
         for _ in 0..3000 {
             let mut seq = Sequence::new(tables);
             let mut word = Vec::new();
-            for _ in 0..24 {
+            while !seq.is_finished() {
                 let welt: Vec<u32> = seq.mask().iter().collect();
                 let expected: Vec<u32> = match spec_mask(&word) {
                     Some((lo, hi)) => (u32::from(lo)..u32::from(hi)).collect(),

@@ -6,7 +6,6 @@ use crate::logit::{Logit, Rows};
 use crate::sequence::walk_prefix;
 use crate::tables::{split, Mask, Tables, DEAD};
 use crate::Decoder;
-use welt_format::NEXT_STATE;
 
 /// The first pass of `advance` (the portable code, and the rows after the AVX-512 blocks):
 /// each row's entry into `entries`, and the first running row whose token is out of range or
@@ -25,7 +24,8 @@ fn lookup_rows(
     {
         let in_range = token < v;
         let e = tables.entry(state, if in_range { token } else { 0 });
-        let bad = !finished & (!in_range | (e & NEXT_STATE == DEAD));
+        // Entry 0 is a forbidden token; a stop leads to DEAD with the stop bit and is allowed.
+        let bad = !finished & (!in_range | (e == 0));
         bad_at = bad_at.min(if bad { row } else { usize::MAX });
         *entry = e;
     }

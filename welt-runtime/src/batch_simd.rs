@@ -100,7 +100,6 @@ fn lookup_avx512(
     let class_at = _mm512_set1_epi32(g.class_at);
     let entries_at = _mm512_set1_epi32(g.entries_at);
     let low16 = _mm512_set1_epi32(0xFFFF);
-    let next_bits = _mm512_set1_epi32(i32::from(NEXT_STATE));
     let base = g.blob.as_ptr();
     for i in (0..n).step_by(N) {
         // SAFETY: i + 16 <= n, which is at most each slice's length: the loads read 16
@@ -130,7 +129,8 @@ fn lookup_avx512(
         let at = _mm512_add_epi32(entries_at, _mm512_slli_epi32::<1>(index));
         // SAFETY: state < states and col < width, so `at` is an entry's offset (`Gather`).
         let e = _mm512_and_si512(unsafe { _mm512_i32gather_epi32::<1>(at, base.cast()) }, low16);
-        let dead: __mmask16 = _mm512_cmpeq_epi32_mask(_mm512_and_si512(e, next_bits), _mm512_setzero_si512());
+        // Entry 0 is a forbidden token (a stop leads to DEAD with the stop bit, and is allowed).
+        let dead: __mmask16 = _mm512_cmpeq_epi32_mask(e, _mm512_setzero_si512());
         // SAFETY: as for the loads above.
         unsafe { _mm256_storeu_si256(entries.as_mut_ptr().add(i).cast(), _mm512_cvtepi32_epi16(e)) };
         let bad = !done & (!in_range | dead);

@@ -15,7 +15,8 @@ use welt_format::{Header, Sections, HEADER_LEN, NO_EOS, STOP_BIT};
 
 use crate::error::{Error, ErrorKind};
 
-/// The dead state: every forbidden token leads here, and nothing leaves it.
+/// The dead state: every forbidden token leads here (with no stop flag), every stopping token
+/// too (with the stop flag: a stop is terminal), and nothing leaves it.
 pub const DEAD: u16 = welt_format::DEAD;
 
 /// Generated decoder tables: `step` is one lookup, `mask` is a borrowed row.
@@ -56,10 +57,10 @@ impl<'a> Tables<'a> {
     /// Reads and validates a table blob (format: the `welt-format` crate), in a `const` or at
     /// run time. Checked: the header (magic, version, sizes, start, EOS and PAD in the
     /// vocabulary); every token class and every entry in range; the dead state absorbing,
-    /// with an empty mask and no boundary bit; no stop flag on a forbidden transition; every
+    /// with an empty mask and no boundary bit; every stop leading to the dead state (a stop is terminal); every
     /// live state allowing a token; EOS allowed at every boundary; mask and boundary bits past
     /// the vocabulary or the states clear. In the direct layout also every mask bit against
-    /// its entry (allowed iff the entry is not [`DEAD`]).
+    /// its entry (allowed iff the entry is not 0: the token leads to a live state, or stops).
     ///
     /// Not checked in the token-class layout: mask bits against entries. That check reads
     /// every (state, token) pair, millions for a 128k-token vocabulary, which takes minutes of
@@ -92,9 +93,9 @@ impl<'a> Tables<'a> {
             k += 1;
         }
 
-        // Per state: every entry in range, the dead state absorbing, no stop on a forbidden
-        // transition: O(states x width). In the direct layout each mask bit is checked against
-        // its entry in the same pass.
+        // Per state: every entry in range, the dead state absorbing, every stop terminal:
+        // O(states x width). In the direct layout each mask bit is checked against its entry in
+        // the same pass.
         let mut s = 0;
         while s < n {
             let mut any = false;
@@ -108,10 +109,12 @@ impl<'a> Tables<'a> {
                 if s == 0 && e != 0 {
                     return Err(invalid("the dead state has a way out"));
                 }
-                if next == 0 && e & STOP_BIT != 0 {
-                    return Err(invalid("a forbidden token has the stop flag"));
+                if next != 0 && e & STOP_BIT != 0 {
+                    return Err(invalid(
+                        "a stop that does not lead to the dead state (a stop is terminal)",
+                    ));
                 }
-                if classes == 0 && bit(masks, s * w * 64 + col) != (next != 0) {
+                if classes == 0 && bit(masks, s * w * 64 + col) != (e != 0) {
                     return Err(invalid("a mask bit disagrees with its entry"));
                 }
                 col += 1;
@@ -249,14 +252,15 @@ impl<'a> Tables<'a> {
         self.blob
     }
 
-    /// Checks that every mask bit agrees with its entry (allowed iff the token does not lead to
-    /// the dead state), for every state and token: O(states x V). [`Tables::from_bytes`] does
-    /// this for the direct layout; for the token-class layout it is left here.
+    /// Checks that every mask bit agrees with its entry (allowed iff the entry is not 0: the
+    /// token leads to a live state, or it stops), for every state and token: O(states x V).
+    /// [`Tables::from_bytes`] does this for the direct layout; for the token-class layout it is
+    /// left here.
     pub fn validate_masks(&self) -> Result<(), Error> {
         for s in 0..self.states as u16 {
             let mask = self.mask(s);
             for t in 0..self.vocab {
-                if mask.allows(t) != (self.entry(s, t) & !STOP_BIT != DEAD) {
+                if mask.allows(t) != (self.entry(s, t) != 0) {
                     return Err(invalid("a mask bit disagrees with its entry"));
                 }
             }
@@ -265,7 +269,8 @@ impl<'a> Tables<'a> {
     }
 
     /// `(next state, stop)` for `token` in `state`: one lookup. A forbidden token leads to
-    /// [`DEAD`] with no stop; a token id past the vocabulary or a state past the table is an
+    /// [`DEAD`] with no stop; a stopping token leads to [`DEAD`] with the stop flag (a stop is
+    /// terminal); a token id past the vocabulary or a state past the table is an
     /// `Err`.
     #[inline]
     pub fn step(&self, state: u16, token: u32) -> Result<(u16, bool), Error> {
@@ -347,7 +352,7 @@ impl<'a> Tables<'a> {
         let mut w = Walk {
             state: self.start,
             stop: false,
-            reachable: true,
+            reachable: tokens.len() <= usize::from(self.max_word_len),
         };
         for (at, &token) in tokens.iter().enumerate() {
             if token >= self.vocab {
@@ -357,15 +362,10 @@ impl<'a> Tables<'a> {
                     at,
                 }));
             }
-            if w.stop {
-                w.reachable = false;
-            }
-            let (next, stop) = split(self.entry(w.state, token));
-            if next == DEAD {
-                w.reachable = false;
-            }
-            w.state = next;
-            w.stop = stop;
+            let e = self.entry(w.state, token);
+            // Entry 0 is a forbidden token; every token after a stop is one (a stop is terminal).
+            w.reachable &= e != 0;
+            (w.state, w.stop) = split(e);
         }
         Ok(w)
     }
@@ -468,17 +468,16 @@ impl fmt::Debug for OwnedTables {
 
 /// Where a token sequence leads, for any sequence (see [`Tables::walk`]).
 ///
-/// The automaton runs on: after a stop it continues as if the row had not stopped (a word
-/// that matched and went on can never match again), and after a forbidden token it sits in
-/// the dead state, whose mask is empty and which never stops.
+/// A stop is terminal: after it, and after a forbidden token, the automaton is in the dead
+/// state, whose mask is empty and which never stops.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Walk {
-    /// The state reached ([`DEAD`] once a forbidden token was seen).
+    /// The state reached ([`DEAD`] after a stop or a forbidden token).
     pub state: u16,
-    /// The stop flag of the last token (false for an empty sequence or in the dead state).
+    /// The stop flag of the last token (false for an empty sequence or from the dead state).
     pub stop: bool,
-    /// Whether welt could have generated the sequence: every token allowed at its step and
-    /// no stop before the last token.
+    /// Whether welt could have generated the sequence: every token allowed at its step (so no
+    /// token after a stop) and at most the decoder's word length limit of tokens.
     pub reachable: bool,
 }
 

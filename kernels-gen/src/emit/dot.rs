@@ -1,7 +1,8 @@
 //! Graphviz DOT: one node per live state (double circle at character boundaries), one edge per
 //! (target, stop) pair labelled with the tokens that take it, as hex ranges for byte-sized
-//! vocabularies and as a count otherwise. Stopping edges are bold red. The dead state and
-//! the edges into it (forbidden tokens) are left out.
+//! vocabularies and as a count otherwise. Stopping edges are bold red and end in a `stop` node
+//! (a stop is terminal: it leads to the dead state). The dead state and the forbidden tokens
+//! are left out.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -14,6 +15,7 @@ pub fn emit(tables: &Tables) -> String {
     let v = tables.vocab_size() as u32;
     out.push_str("digraph welt {\n  rankdir=LR;\n  node [shape=circle, fontname=\"monospace\"];\n");
     let _ = writeln!(out, "  init [shape=point];\n  init -> s{};", tables.start());
+    out.push_str("  stop [shape=box, label=\"stop\"];\n");
     for s in 1..tables.num_states() as u16 {
         let shape = if tables.is_boundary(s) {
             "doublecircle"
@@ -24,7 +26,7 @@ pub fn emit(tables: &Tables) -> String {
         let mut edges: BTreeMap<(u16, bool), Vec<u32>> = BTreeMap::new();
         for t in 0..v {
             let (next, stop) = tables.step(s, t);
-            if next != 0 {
+            if next != 0 || stop {
                 edges.entry((next, stop)).or_default().push(t);
             }
         }
@@ -40,7 +42,12 @@ pub fn emit(tables: &Tables) -> String {
                 ""
             };
             let stop_mark = if stop { " / stop" } else { "" };
-            let _ = writeln!(out, "  s{s} -> s{next} [label=\"{label}{stop_mark}\"{style}];");
+            let to = if next == 0 {
+                "stop".to_string()
+            } else {
+                format!("s{next}")
+            };
+            let _ = writeln!(out, "  s{s} -> {to} [label=\"{label}{stop_mark}\"{style}];");
         }
     }
     out.push_str("}\n");

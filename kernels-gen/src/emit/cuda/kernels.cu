@@ -94,7 +94,8 @@ __device__ __forceinline__ unsigned welt_advance_row(welt_tables t, unsigned row
     const unsigned short s = states[row];
     const unsigned short e = s < WELT_STATES ? WELT_ENTRY(t, s, tok) : 0;
     const unsigned short next = e & ~WELT_STOP_BIT;
-    if (next == 0) { atomicOr(error, WELT_ERR_NOT_ALLOWED); return WELT_PAD; }
+    /* Entry 0 is a forbidden token; a stop leads to state 0 with the stop bit, and is allowed. */
+    if (e == 0) { atomicOr(error, WELT_ERR_NOT_ALLOWED); return WELT_PAD; }
     const unsigned short len = lengths[row] + 1;
     states[row] = next;
     lengths[row] = len;
