@@ -22,7 +22,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use kernels_gen::tokenizer::{load_file, load_str, TokenizerOptions};
+use kernels_gen::tokenizer::{load_file, load_str};
+use kernels_gen::DecoderOptions as TokenizerOptions;
 use kernels_gen::{DecoderSpec, Layout, Subject, Token, Vocabulary};
 use proptest::prelude::*;
 use welt_runtime::{Decoder, ErrorKind, Sequence, Tables, Utf8Words, WordBatch, DEAD};

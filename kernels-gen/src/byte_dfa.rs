@@ -110,6 +110,10 @@ impl ByteDfa {
                         return None;
                     }
                     let class = c.map_or(CharClass::WORD, |c| word_rule.classify(c));
+                    // A character that would trap the word, where the rule forbids it first.
+                    if k.phase == Phase::Empty && word_rule.forbids_first(class) {
+                        return None;
+                    }
                     let (phase, stop) = rule(k.phase, class);
                     Some((Key::boundary(phase, track_never), stop))
                 }

@@ -31,7 +31,7 @@
 //! handled so (a multi-character `Replace`, a `Strip` of leading characters before `Fuse`)
 //! are errors.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::str::FromStr;
 
@@ -40,34 +40,45 @@ use tokenizers::models::ModelWrapper;
 use tokenizers::Tokenizer;
 
 use crate::spec::{Token, Vocabulary};
-use crate::{Error, Subject};
+use crate::{DecoderOptions, Error, Subject};
 
-/// Names EOS usually has, tried in order when the caller names none.
+/// Names EOS usually has, tried in order when the caller names none; only *special* added
+/// tokens are candidates (an ordinary token or a non-special added token spelled `</s>` is
+/// text, not EOS). Ends of documents come first, then ends of turns: a file with both (Qwen 3,
+/// Llama 3, Gemma 3) gets the end of document, and the report says which others are present.
 pub const EOS_CANDIDATES: &[&str] = &[
     "</s>",
     "<|endoftext|>",
     "<|end_of_text|>",
     "<eos>",
+    "<\u{ff5c}end\u{2581}of\u{2581}sentence\u{ff5c}>",
     "<|eos|>",
     "[EOS]",
     "<|im_end|>",
+    "<|eot_id|>",
+    "<end_of_turn>",
+    "<|end|>",
+    "<|EOT|>",
 ];
-/// Names PAD usually has, tried in order when the caller names none (then EOS, then id 0).
-pub const PAD_CANDIDATES: &[&str] = &["<pad>", "<|pad|>", "[PAD]", "<|finetune_right_pad_id|>"];
+/// Names PAD usually has, tried in order when the caller names none (then EOS); only
+/// special added tokens are candidates.
+pub const PAD_CANDIDATES: &[&str] = &[
+    "<pad>",
+    "<|pad|>",
+    "[PAD]",
+    "<|finetune_right_pad_id|>",
+    "<\u{ff5c}\u{2581}pad\u{2581}\u{ff5c}>",
+];
 
-/// What the caller says about a tokenizer's special tokens.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TokenizerOptions {
-    /// The EOS token's content (default: the first of [`EOS_CANDIDATES`] in the vocabulary).
-    pub eos: Option<String>,
-    /// The PAD token's content (default: the first of [`PAD_CANDIDATES`], else EOS, else 0).
-    pub pad: Option<String>,
-    /// More tokens that end the word when generated (e.g. `<|eot_id|>`).
-    pub stop_tokens: Vec<String>,
-}
+/// The largest token id a file may use, plus one. The vocabulary covers ids `0..=max id`
+/// (ids no token has are never allowed), and the generator keeps a few dozen bytes per id, so
+/// the id space is bounded before anything is allocated for it. The largest real
+/// vocabularies have about 262,000 ids.
+pub const MAX_TOKEN_IDS: u32 = 1 << 21;
 
-/// Reads `path` and builds its vocabulary.
-pub fn load_file(path: &Path, opts: &TokenizerOptions) -> Result<Vocabulary, Error> {
+/// Reads `path` and builds its vocabulary, with the EOS, PAD and stop tokens of `opts` (its
+/// other fields are not used here).
+pub fn load_file(path: &Path, opts: &DecoderOptions) -> Result<Vocabulary, Error> {
     let json = std::fs::read_to_string(path).map_err(|e| {
         Error::new(format!("cannot read tokenizer file {}: {e}", path.display())).about(Subject::Tokenizer)
     })?;
@@ -79,40 +90,80 @@ pub fn load_file(path: &Path, opts: &TokenizerOptions) -> Result<Vocabulary, Err
 }
 
 /// Builds the vocabulary of a `tokenizer.json` given as text; `label` names it in generated
-/// file headers.
-pub fn load_str(label: &str, json: &str, opts: &TokenizerOptions) -> Result<Vocabulary, Error> {
+/// file headers. Uses the EOS, PAD and stop tokens of `opts`.
+pub fn load_str(label: &str, json: &str, opts: &DecoderOptions) -> Result<Vocabulary, Error> {
     let (mut rest, mut first, tk, model, plan) = read(json).map_err(|e| e.about(Subject::Tokenizer))?;
     let id_of = |what: &str, name: &str, subject: Subject| -> Result<u32, Error> {
         tk.token_to_id(name).ok_or_else(|| {
             Error::new(format!("unknown {what} token `{name}`: not in the vocabulary")).about(subject)
         })
     };
+    // Special added tokens with a usual name, in the order of `names`.
+    let special = |names: &[&str]| -> Vec<(u32, String)> {
+        let added = tk.get_added_tokens_decoder();
+        let mut found: Vec<(usize, u32, String)> = added
+            .iter()
+            .filter(|(_, a)| a.special)
+            .filter_map(|(&id, a)| {
+                names
+                    .iter()
+                    .position(|n| *n == a.content)
+                    .map(|rank| (rank, id, a.content.clone()))
+            })
+            .collect();
+        found.sort();
+        found.into_iter().map(|(_, id, c)| (id, c)).collect()
+    };
+    let mut note = Vec::new();
     let eos = match &opts.eos {
-        Some(name) => Some(id_of("EOS", name, Subject::Eos)?),
-        None => EOS_CANDIDATES.iter().find_map(|n| tk.token_to_id(n)),
+        Some(name) => id_of("EOS", name, Subject::Eos)?,
+        None => {
+            let found = special(EOS_CANDIDATES);
+            let Some((id, _)) = found.first() else {
+                return Err(Error::new(format!(
+                    "no EOS token found: no special added token of the tokenizer is named {}; name it with \
+                     `eos = \"...\"` (macro), `.eos(\"...\")` (build script) or `--eos TOKEN` (CLI)",
+                    EOS_CANDIDATES.join(", ")
+                ))
+                .about(Subject::Eos));
+            };
+            note.push("EOS: the first special added token with a usual EOS name".to_string());
+            if found.len() > 1 {
+                let others: Vec<String> = found[1..].iter().map(|(i, c)| format!("{i} `{c}`")).collect();
+                note.push(format!(
+                    "also present, not stops unless named as stop tokens: {}",
+                    others.join(", ")
+                ));
+            }
+            *id
+        }
     };
     let pad = match &opts.pad {
         Some(name) => id_of("PAD", name, Subject::Pad)?,
-        None => PAD_CANDIDATES
-            .iter()
-            .find_map(|n| tk.token_to_id(n))
-            .or(eos)
-            .unwrap_or(0),
+        None => match special(PAD_CANDIDATES).first() {
+            Some((id, _)) => {
+                note.push("PAD: the first special added token with a usual PAD name".into());
+                *id
+            }
+            None => {
+                note.push("PAD: EOS, no special added token has a usual PAD name".into());
+                eos
+            }
+        },
     };
     // EOS ends the word and is allowed at every character boundary, as a special token is: its
     // own text is not part of the word even where the file does not mark it special.
-    if let Some(e) = eos {
-        let content = tk.id_to_token(e).unwrap_or_default();
-        rest[e as usize] = Token::Special(content.clone());
-        first[e as usize] = Token::Special(content);
-    }
+    let content = tk.id_to_token(eos).unwrap_or_default();
+    rest[eos as usize] = Token::Special(content.clone());
+    first[eos as usize] = Token::Special(content);
     let label = format!("{label} ({model}, decoder: {})", plan.describe());
-    let mut vocab = Vocabulary::new(label, rest, eos, pad)?;
+    let mut vocab = Vocabulary::new(label, rest, Some(eos), pad)?;
     vocab.set_first_tokens(first)?;
     vocab.forbid_chars(plan.forbidden.iter().copied());
     for (i, name) in opts.stop_tokens.iter().enumerate() {
         vocab.add_stop_token(id_of("stop", name, Subject::StopToken(i))?)?;
     }
+    vocab.set_roles_note(note.join("; "));
     Ok(vocab)
 }
 
@@ -133,17 +184,9 @@ fn read(json: &str) -> Result<Read, Error> {
         ModelWrapper::WordLevel(_) => return Err(unsupported_model("WordLevel")),
     };
     let plan = Plan::from_json(value.get("decoder").unwrap_or(&Value::Null))?;
+    let v = id_space(&value, &tk)?;
 
     let added = tk.get_added_tokens_decoder();
-    let v = added
-        .keys()
-        .map(|&id| id as usize + 1)
-        .chain([tk.get_vocab_size(true)])
-        .max()
-        .unwrap_or(0);
-    if v == 0 {
-        return Err(Error::new("the tokenizer has an empty vocabulary"));
-    }
     let mut rest = Vec::with_capacity(v);
     let mut first = Vec::with_capacity(v);
     for id in 0..v as u32 {
@@ -169,6 +212,53 @@ fn read(json: &str) -> Result<Read, Error> {
     }
 
     Ok((rest, first, tk, model, plan))
+}
+
+/// The number of token ids, `max id + 1`, after checking that no two tokens share an id (the
+/// `tokenizers` crate would keep one of them, chosen by a randomly seeded hash map) and that
+/// the id space is within [`MAX_TOKEN_IDS`].
+fn id_space(value: &Value, tk: &Tokenizer) -> Result<usize, Error> {
+    // Model tokens by id, and added tokens by id as the file lists them.
+    let mut by_id: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    for (token, id) in tk.get_vocab(false) {
+        by_id.entry(id).or_default().push(token);
+    }
+    let mut added_ids: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    for a in value.get("added_tokens").and_then(Value::as_array).into_iter().flatten() {
+        if let Some(id) = a.get("id").and_then(Value::as_u64) {
+            let content = a.get("content").and_then(Value::as_str).unwrap_or("");
+            added_ids.entry(id).or_default().push(content.to_string());
+        }
+    }
+    let dup = by_id
+        .iter()
+        .map(|(&id, t)| (u64::from(id), t, "model vocabulary"))
+        .chain(added_ids.iter().map(|(&id, t)| (id, t, "added tokens")))
+        .find(|(_, t, _)| t.len() > 1);
+    if let Some((id, tokens, where_)) = dup {
+        let mut tokens = tokens.clone();
+        tokens.sort();
+        let names: Vec<String> = tokens.iter().map(|t| format!("`{}`", t.escape_debug())).collect();
+        return Err(Error::new(format!(
+            "two tokens of the {where_} have id {id}: {}; every id must name one token",
+            names.join(" and ")
+        )));
+    }
+    let max = by_id
+        .keys()
+        .map(|&id| u64::from(id))
+        .chain(tk.get_added_tokens_decoder().keys().map(|&id| u64::from(id)))
+        .max()
+        .ok_or_else(|| Error::new("the tokenizer has an empty vocabulary"))?;
+    if max >= u64::from(MAX_TOKEN_IDS) {
+        let name = tk.id_to_token(max as u32).unwrap_or_default();
+        return Err(Error::new(format!(
+            "token `{}` has id {max}: welt supports ids below {MAX_TOKEN_IDS} (the vocabulary covers \
+             every id from 0 to the largest, and the largest real ones have about 262,000)",
+            name.escape_debug()
+        )));
+    }
+    Ok(max as usize + 1)
 }
 
 fn unsupported_model(kind: &str) -> Error {
