@@ -23,8 +23,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use kernels_gen::tokenizer::{load_file, load_str};
-use kernels_gen::DecoderOptions as TokenizerOptions;
-use kernels_gen::{DecoderSpec, Layout, Subject, Token, Vocabulary};
+use kernels_gen::{DecoderOptions, DecoderSpec, Layout, Subject, Token, Vocabulary};
 use proptest::prelude::*;
 use welt_runtime::{Decoder, ErrorKind, Sequence, Tables, Utf8Words, WordBatch, DEAD};
 
@@ -81,7 +80,7 @@ fn fixture_path(file: &str) -> PathBuf {
         .join(file)
 }
 
-fn load(file: &str, opts: &TokenizerOptions) -> Vocabulary {
+fn load(file: &str, opts: &DecoderOptions) -> Vocabulary {
     load_file(&fixture_path(file), opts).unwrap_or_else(|e| panic!("{file}: {e}"))
 }
 
@@ -959,15 +958,15 @@ proptest! {
     #[test]
     fn load_str_never_panics_on_arbitrary_text(text in proptest::collection::vec(any::<char>(), 0..200)) {
         let text: String = text.into_iter().collect();
-        let _ = load_str("fuzz.json", &text, &TokenizerOptions::default());
+        let _ = load_str("fuzz.json", &text, &DecoderOptions::default());
     }
 
     #[test]
     fn load_str_never_panics_on_json_values(value in json_value(), decoder in json_value()) {
-        let _ = load_str("fuzz.json", &value.to_string(), &TokenizerOptions::default());
+        let _ = load_str("fuzz.json", &value.to_string(), &DecoderOptions::default());
         // The same inside a valid tokenizer: a random value as its decoder.
         let json = small_tokenizer(&["ab".into()], &decoder.to_string(), true);
-        let _ = load_str("fuzz.json", &json, &TokenizerOptions::default());
+        let _ = load_str("fuzz.json", &json, &DecoderOptions::default());
     }
 
     /// Valid tokenizers with random pieces and decoders: loading either fails cleanly or
@@ -982,10 +981,10 @@ proptest! {
         stop in proptest::option::of(proptest::sample::select(vec!["</s>", "<0x2E>", "<nope>"])),
     ) {
         let json = small_tokenizer(&pieces, &decoder, special_eos);
-        let opts = TokenizerOptions {
+        let opts = DecoderOptions {
             eos: eos.map(String::from),
-            pad: None,
             stop_tokens: stop.into_iter().map(String::from).collect(),
+            ..Default::default()
         };
         if let Ok(vocab) = load_str("fuzz.json", &json, &opts) {
             // Generation may refuse a vocabulary, but never with tables that fail validation.
@@ -1142,19 +1141,19 @@ fn eos_is_found_by_default_and_by_name() {
     }
 
     // Named options reach the library the same way, with errors about the right argument.
-    let err = |opts: TokenizerOptions| load_file(&fixture_path("byt5_like.json"), &opts).unwrap_err();
-    let e = err(TokenizerOptions {
+    let err = |opts: DecoderOptions| load_file(&fixture_path("byt5_like.json"), &opts).unwrap_err();
+    let e = err(DecoderOptions {
         eos: Some("<nope>".into()),
         ..Default::default()
     });
     assert_eq!(e.subject(), Subject::Eos);
     assert!(e.message().contains("<nope>"), "{e}");
-    let e = err(TokenizerOptions {
+    let e = err(DecoderOptions {
         pad: Some("<nope>".into()),
         ..Default::default()
     });
     assert_eq!(e.subject(), Subject::Pad);
-    let e = err(TokenizerOptions {
+    let e = err(DecoderOptions {
         stop_tokens: vec!["<0x2E>".into(), "<nope>".into()],
         ..Default::default()
     });
@@ -1168,7 +1167,7 @@ fn stop_tokens_end_the_word_where_allowed() {
     let (dot, extra) = (id(&tk, "<0x2E>"), id(&tk, "<extra_id_1>"));
     let vocab = load(
         "byt5_like.json",
-        &TokenizerOptions {
+        &DecoderOptions {
             stop_tokens: vec!["<0x2E>".into(), "<extra_id_1>".into()],
             ..Default::default()
         },

@@ -246,7 +246,7 @@ mod tests {
             ("max_word_len", "-1", Subject::MaxWordLen),
             ("layout", "weird", Subject::Layout),
             ("forbid_leading_whitespace", "yes", Subject::ForbidLeadingWhitespace),
-            ("nope", "1", Subject::Spec),
+            ("nope", "nope", Subject::Spec),
         ] {
             let e = o.set(name, value).unwrap_err();
             assert_eq!(e.subject(), subject, "{name}={value}: {e}");

@@ -214,44 +214,64 @@ fn read(json: &str) -> Result<Read, Error> {
     Ok((rest, first, tk, model, plan))
 }
 
-/// The number of token ids, `max id + 1`, after checking that no two tokens share an id (the
-/// `tokenizers` crate would keep one of them, chosen by a randomly seeded hash map) and that
-/// the id space is within [`MAX_TOKEN_IDS`].
+/// The number of token ids, `max id + 1`, after checking that no two model tokens share an id
+/// (the `tokenizers` crate would keep one of them, chosen by a randomly seeded hash map), that
+/// every added token has the id the file gives it (the crate gives an added token that is not
+/// a model token the next free id, whatever the file says), and that the id space is within
+/// [`MAX_TOKEN_IDS`].
 fn id_space(value: &Value, tk: &Tokenizer) -> Result<usize, Error> {
-    // Model tokens by id, and added tokens by id as the file lists them.
     let mut by_id: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     for (token, id) in tk.get_vocab(false) {
         by_id.entry(id).or_default().push(token);
     }
-    let mut added_ids: BTreeMap<u64, Vec<String>> = BTreeMap::new();
-    for a in value.get("added_tokens").and_then(Value::as_array).into_iter().flatten() {
-        if let Some(id) = a.get("id").and_then(Value::as_u64) {
-            let content = a.get("content").and_then(Value::as_str).unwrap_or("");
-            added_ids.entry(id).or_default().push(content.to_string());
-        }
-    }
-    let dup = by_id
-        .iter()
-        .map(|(&id, t)| (u64::from(id), t, "model vocabulary"))
-        .chain(added_ids.iter().map(|(&id, t)| (id, t, "added tokens")))
-        .find(|(_, t, _)| t.len() > 1);
-    if let Some((id, tokens, where_)) = dup {
-        let mut tokens = tokens.clone();
+    if let Some((id, tokens)) = by_id.iter_mut().find(|(_, t)| t.len() > 1) {
         tokens.sort();
         let names: Vec<String> = tokens.iter().map(|t| format!("`{}`", t.escape_debug())).collect();
         return Err(Error::new(format!(
-            "two tokens of the {where_} have id {id}: {}; every id must name one token",
+            "two tokens of the model vocabulary have id {id}: {}; every id must name one token",
             names.join(" and ")
+        )));
+    }
+    for a in value.get("added_tokens").and_then(Value::as_array).into_iter().flatten() {
+        let content = a.get("content").and_then(Value::as_str).unwrap_or("");
+        let listed = a.get("id").and_then(Value::as_u64);
+        let given = tk.token_to_id(content).map(u64::from);
+        if listed.is_some() && listed != given {
+            return Err(Error::new(format!(
+                "added token `{}` is listed with id {}, but has id {} (an added token that is not a model \
+                 token takes the id after the largest so far; two added tokens cannot share one)",
+                content.escape_debug(),
+                listed.unwrap_or_default(),
+                given.map_or_else(|| "none".to_string(), |g| g.to_string())
+            )));
+        }
+    }
+    let model_at = |id: u32| by_id.get(&id).and_then(|t| t.first());
+    let decoder = tk.get_added_tokens_decoder();
+    let mut added: Vec<(u32, &str)> = decoder
+        .iter()
+        .map(|(&id, a)| (id, a.content.as_str()))
+        .collect();
+    added.sort();
+    if let Some((id, content, model)) = added
+        .iter()
+        .find_map(|&(id, c)| model_at(id).filter(|m| *m != c).map(|m| (id, c, m)))
+    {
+        return Err(Error::new(format!(
+            "two tokens have id {id}: `{}` (model vocabulary) and `{}` (added token); every id must \
+             name one token",
+            model.escape_debug(),
+            content.escape_debug()
         )));
     }
     let max = by_id
         .keys()
-        .map(|&id| u64::from(id))
-        .chain(tk.get_added_tokens_decoder().keys().map(|&id| u64::from(id)))
+        .chain(decoder.keys())
+        .copied()
         .max()
         .ok_or_else(|| Error::new("the tokenizer has an empty vocabulary"))?;
-    if max >= u64::from(MAX_TOKEN_IDS) {
-        let name = tk.id_to_token(max as u32).unwrap_or_default();
+    if max >= MAX_TOKEN_IDS {
+        let name = tk.id_to_token(max).unwrap_or_default();
         return Err(Error::new(format!(
             "token `{}` has id {max}: welt supports ids below {MAX_TOKEN_IDS} (the vocabulary covers \
              every id from 0 to the largest, and the largest real ones have about 262,000)",
@@ -646,6 +666,150 @@ mod tests {
         ] {
             let e = Plan::from_json(&serde_json::from_str(json).unwrap()).unwrap_err();
             assert!(e.message().contains(needle), "{e}");
+        }
+    }
+
+    /// A byte-fallback BPE `tokenizer.json`: `<0x00>`..`<0xFF>` at ids 0..=255, then `model`
+    /// (more model tokens by id) and `added` (id, content, special).
+    fn file(model: &[(&str, u64)], added: &[(u64, &str, bool)]) -> String {
+        let mut vocab: Vec<String> = (0..=255u8).map(|b| format!("\"<0x{b:02X}>\":{b}")).collect();
+        vocab.extend(model.iter().map(|(t, id)| format!("{}:{id}", Value::String(t.to_string()))));
+        let added: Vec<String> = added
+            .iter()
+            .map(|(id, c, special)| {
+                format!(
+                    r#"{{"id":{id},"content":{},"single_word":false,"lstrip":false,"rstrip":false,"normalized":false,"special":{special}}}"#,
+                    Value::String(c.to_string())
+                )
+            })
+            .collect();
+        format!(
+            r#"{{"version":"1.0","truncation":null,"padding":null,"added_tokens":[{}],"normalizer":null,
+"pre_tokenizer":null,"post_processor":null,
+"decoder":{{"type":"Sequence","decoders":[{{"type":"ByteFallback"}},{{"type":"Fuse"}}]}},
+"model":{{"type":"BPE","dropout":null,"unk_token":null,"continuing_subword_prefix":null,"end_of_word_suffix":null,
+"fuse_unk":false,"byte_fallback":true,"ignore_merges":false,"vocab":{{{}}},"merges":[]}}}}"#,
+            added.join(","),
+            vocab.join(",")
+        )
+    }
+
+    fn load(json: &str) -> Result<Vocabulary, Error> {
+        load_str("t.json", json, &DecoderOptions::default())
+    }
+
+    #[test]
+    fn the_vocabulary_covers_every_id_up_to_the_largest() {
+        // 258 tokens, one of them at id 300: ids 257..300 exist, the gap is never allowed.
+        let json = file(&[("xyz", 300)], &[(257, "</s>", true)]);
+        let v = load(&json).unwrap();
+        assert_eq!(v.len(), 301);
+        assert_eq!(v.tokens()[300], Token::Bytes(b"xyz".to_vec()));
+        assert!(matches!(&v.tokens()[280], Token::Special(s) if s.contains("unused")));
+        let t = crate::generate(&crate::DecoderSpec::new(v)).unwrap();
+        assert!(t.allows(t.start(), 300) && !t.allows(t.start(), 280));
+        // EOS named at the id past the count of tokens.
+        let o = DecoderOptions {
+            eos: Some("xyz".into()),
+            ..Default::default()
+        };
+        let v = load_str("t.json", &json, &o).unwrap();
+        assert_eq!(v.eos(), Some(300));
+        assert!(v.is_stop_token(300));
+        // Added tokens take the ids after the model's; one listed elsewhere is refused.
+        let v = load(&file(&[], &[(256, "</s>", true), (257, "<x>", true)])).unwrap();
+        assert_eq!(v.len(), 258);
+        let e = load(&file(&[], &[(256, "</s>", true), (1000, "<x>", true)])).unwrap_err();
+        assert!(e.message().contains("listed with id 1000, but has id 257"), "{e}");
+    }
+
+    #[test]
+    fn the_id_space_is_bounded_before_anything_is_allocated_for_it() {
+        for id in [1u64 << 31, 100_000_000, u64::from(MAX_TOKEN_IDS)] {
+            let e = load(&file(&[("xyz", id)], &[(257, "</s>", true)])).unwrap_err();
+            assert_eq!(e.subject(), Subject::Tokenizer);
+            assert!(e.message().contains(&format!("`xyz` has id {id}")), "{e}");
+            assert!(e.message().contains(&MAX_TOKEN_IDS.to_string()), "{e}");
+            let e = load(&file(&[], &[(256, "</s>", true), (id, "<far>", true)])).unwrap_err();
+            assert!(e.message().contains(&format!("listed with id {id}")), "{e}");
+        }
+        let last = u64::from(MAX_TOKEN_IDS) - 1;
+        assert_eq!(load(&file(&[("xyz", last)], &[(257, "</s>", true)])).unwrap().len(), MAX_TOKEN_IDS as usize);
+    }
+
+    #[test]
+    fn two_tokens_with_one_id_are_refused() {
+        for (json, id) in [
+            (file(&[("b", 300), ("a", 300)], &[(258, "</s>", true)]), 300),
+            (file(&[("a", 65)], &[(257, "</s>", true)]), 65),
+            // The `tokenizers` crate gives an added token the id after the model's count.
+            (file(&[("z", 257)], &[(257, "</s>", true)]), 257),
+            (file(&[], &[(256, "</s>", true), (257, "<y>", true), (257, "<x>", true)]), 257),
+        ] {
+            let e = load(&json).unwrap_err();
+            assert_eq!(e.subject(), Subject::Tokenizer);
+            assert!(e.message().contains(&format!(" id {id}")), "{e}");
+            // The same message every time (no hash map order in it).
+            for _ in 0..8 {
+                assert_eq!(load(&json).unwrap_err(), e);
+            }
+        }
+        let e = load(&file(&[("b", 300), ("a", 300)], &[(258, "</s>", true)])).unwrap_err();
+        assert!(e.message().contains("`a` and `b`") && e.message().contains("id 300"), "{e}");
+    }
+
+    #[test]
+    fn default_eos_and_pad_are_special_added_tokens_with_usual_names() {
+        let eos_pad = |json: &str| {
+            let v = load(json).unwrap();
+            (v.eos().unwrap(), v.pad(), v.roles())
+        };
+        // Qwen 3: an ordinary BPE token `</s>` is text; both ends of text are special.
+        let (eos, pad, roles) = eos_pad(&file(
+            &[("</s>", 256)],
+            &[(257, "<|endoftext|>", true), (258, "<|im_end|>", true)],
+        ));
+        assert_eq!((eos, pad), (257, 257));
+        assert!(roles.contains("258 `<|im_end|>`"), "the other end token is named: {roles}");
+        // Gemma 3: a non-special added `</s>`, the special `<eos>` and `<pad>`.
+        let (eos, pad, _) = eos_pad(&file(
+            &[],
+            &[(256, "</s>", false), (257, "<eos>", true), (258, "<pad>", true)],
+        ));
+        assert_eq!((eos, pad), (257, 258));
+        // DeepSeek-V3's names.
+        let (eos, pad, _) = eos_pad(&file(
+            &[],
+            &[(256, "<\u{ff5c}begin\u{2581}of\u{2581}sentence\u{ff5c}>", true), (257, "<\u{ff5c}end\u{2581}of\u{2581}sentence\u{ff5c}>", true), (258, "<\u{ff5c}\u{2581}pad\u{2581}\u{ff5c}>", true)],
+        ));
+        assert_eq!((eos, pad), (257, 258));
+        // Llama 3 ends turns with another token; the end of text comes first.
+        let (eos, _, roles) = eos_pad(&file(
+            &[],
+            &[(256, "<|eot_id|>", true), (257, "<|end_of_text|>", true)],
+        ));
+        assert_eq!(eos, 257);
+        assert!(roles.contains("256 `<|eot_id|>`"), "{roles}");
+        // A named EOS that is an ordinary token becomes special (it ends the word).
+        let o = DecoderOptions {
+            eos: Some("</s>".into()),
+            ..Default::default()
+        };
+        let v = load_str("t.json", &file(&[("</s>", 256)], &[(257, "<pad>", true)]), &o).unwrap();
+        assert_eq!((v.eos(), v.pad()), (Some(256), 257));
+        assert_eq!(v.tokens()[256], Token::Special("</s>".into()));
+    }
+
+    #[test]
+    fn no_eos_found_says_how_to_name_one() {
+        for json in [
+            file(&[("</s>", 256)], &[(257, "<s>", true)]),
+            file(&[], &[(256, "</s>", false)]),
+        ] {
+            let e = load(&json).unwrap_err();
+            assert_eq!(e.subject(), Subject::Eos);
+            assert!(e.message().contains("no EOS token found"), "{e}");
+            assert!(e.message().contains("--eos") && e.message().contains("eos = \"...\""), "{e}");
         }
     }
 }
