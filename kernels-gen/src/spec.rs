@@ -311,3 +311,78 @@ impl DecoderSpec {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{generate, Tables};
+
+    /// The stop flags of walking `bytes` from the start, or `None` where a byte is not allowed.
+    fn walk(t: &Tables, bytes: &[u8]) -> Option<Vec<bool>> {
+        let mut s = t.start();
+        let mut stops = Vec::new();
+        for &b in bytes {
+            if !t.allows(s, u32::from(b)) {
+                return None;
+            }
+            let (next, stop) = t.step(s, u32::from(b));
+            stops.push(stop);
+            s = next;
+        }
+        Some(stops)
+    }
+
+    /// Every scalar value as a word's first character, and then the characters after it: with
+    /// the option, exactly the spaces that are not controls are refused first, and nothing
+    /// else changes.
+    #[test]
+    fn forbid_leading_whitespace_refuses_exactly_the_trapping_first_characters() {
+        let off = generate(&DecoderSpec::utf8_bytes()).unwrap();
+        let on = generate(&DecoderSpec {
+            rule: WordRule::default().forbid_leading_whitespace(true),
+            ..DecoderSpec::utf8_bytes()
+        })
+        .unwrap();
+        let controls: BTreeSet<char> = unicode::utf8_tokenizer_controls().collect();
+        let expected: BTreeSet<char> = unicode::PYTHON_WHITESPACE
+            .iter()
+            .copied()
+            .filter(|c| !controls.contains(c))
+            .collect();
+        let mut refused = BTreeSet::new();
+        let mut buf = [0u8; 4];
+        let after = ['a', ' ', '\u{1C}', '\u{3000}', 'é'];
+        let rule = WordRule::default();
+        let is_special = |c: char| rule.classify(c) != crate::unicode::CharClass::WORD;
+        for c in (0..=0x10FFFF).filter_map(char::from_u32) {
+            let enc = c.encode_utf8(&mut buf).as_bytes().to_vec();
+            let (a, b) = (walk(&off, &enc), walk(&on, &enc));
+            assert!(a.is_some(), "{c:?} is allowed first by default");
+            if b.is_none() {
+                refused.insert(c);
+                continue;
+            }
+            assert_eq!(a, b, "{c:?} first");
+            // After a word character, and after an allowed first character, nothing changes
+            // (checked for every non-word character and a sample of the others).
+            if !(c as u32 % 61 == 0 || c < '\u{80}' || is_special(c)) {
+                continue;
+            }
+            for d in after {
+                let mut s = vec![b'x'];
+                s.extend_from_slice(&enc);
+                assert_eq!(walk(&off, &s), walk(&on, &s), "x{c:?}");
+                let mut s = enc.clone();
+                s.extend_from_slice(d.encode_utf8(&mut [0u8; 4]).as_bytes());
+                assert_eq!(walk(&off, &s), walk(&on, &s), "{c:?}{d:?}");
+            }
+        }
+        assert_eq!(refused, expected);
+        // U+001C-001F are in both sets: alone they are a complete control word, allowed.
+        for c in '\u{1C}'..='\u{1F}' {
+            assert_eq!(walk(&on, &[c as u8]), Some(vec![true]), "{c:?}");
+        }
+        assert!(on.provenance().contains("no leading whitespace"));
+        assert!(!off.provenance().contains("no leading whitespace"));
+    }
+}
