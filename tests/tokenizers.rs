@@ -1430,3 +1430,62 @@ fn layout_option_gives_the_same_automaton() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// 10. `forbid_leading_whitespace` on a byte-level BPE.
+
+#[welt_runtime::welt_decoder(
+    tokenizer = "tests/fixtures/bpe_bytelevel.json",
+    forbid_leading_whitespace = true
+)]
+struct BpeNoLeadingSpace;
+
+/// Every token of the byte-level BPE fixture as a word's first token: with the option, exactly
+/// those whose bytes begin with a whitespace character that is not a control are refused (` the`
+/// no longer traps the row); after any first token the masks are the default's.
+#[test]
+fn forbid_leading_whitespace_on_a_byte_level_bpe() {
+    let vocab = load("bpe_bytelevel.json", &Default::default());
+    let on = BpeNoLeadingSpace::TABLES;
+    let off = BpeByteLevelMacro::TABLES;
+    let spec = DecoderSpec {
+        rule: kernels_gen::WordRule::default().forbid_leading_whitespace(true),
+        ..DecoderSpec::new(vocab.clone())
+    };
+    assert!(on.as_bytes() == kernels_gen::generate(&spec).unwrap().to_blob().as_slice());
+    let rule = kernels_gen::WordRule::default();
+    let traps = |bytes: &[u8]| {
+        let prefix = &bytes[..bytes.len().min(4)];
+        let c = (1..=prefix.len())
+            .find_map(|n| std::str::from_utf8(&prefix[..n]).ok())
+            .and_then(|s| s.chars().next());
+        c.is_some_and(|c| {
+            let k = rule.classify(c);
+            k.space && !k.control
+        })
+    };
+    let first = vocab.first_tokens().unwrap_or(vocab.tokens());
+    let mut refused = 0;
+    for (id, token) in first.iter().enumerate() {
+        let id = id as u32;
+        let expect = match token {
+            Token::Bytes(b) => off.mask(off.start()).allows(id) && !traps(b),
+            Token::Special(_) => off.mask(off.start()).allows(id),
+        };
+        assert_eq!(on.mask(on.start()).allows(id), expect, "token {id} {token:?}");
+        refused += usize::from(off.mask(off.start()).allows(id) && !expect);
+        if expect {
+            let (a, b) = (
+                off.step(off.start(), id).unwrap(),
+                on.step(on.start(), id).unwrap(),
+            );
+            assert_eq!(a.1, b.1, "token {id}: stop");
+            assert!(
+                off.mask(a.0).as_bytes() == on.mask(b.0).as_bytes(),
+                "token {id}: the next mask"
+            );
+        }
+    }
+    // The fixture has tokens like ` the` (and the test would be vacuous without them).
+    assert!(refused > 100, "{refused}");
+}

@@ -77,7 +77,9 @@ fn expand_in(dir: &Path, attr: TokenStream, item: TokenStream) -> Result<TokenSt
     // Tracks the file: Cargo rebuilds the using crate when it changes.
     let track = args.options.tokenizer.as_ref().map(|p| {
         let p = p.to_string_lossy().into_owned();
-        quote!(const _: &[u8] = include_bytes!(#p);)
+        quote!(
+            const _: &[u8] = include_bytes!(#p);
+        )
     });
     Ok(quote! { #item #imp #track })
 }
@@ -115,7 +117,10 @@ fn parse_args(dir: &Path, attr: TokenStream, errors: &mut Vec<syn::Error>) -> Ar
             continue;
         }
         if key != "stop_token" && seen.contains(&key) {
-            errors.push(syn::Error::new_spanned(&nv.path, format!("`{key}` is given twice")));
+            errors.push(syn::Error::new_spanned(
+                &nv.path,
+                format!("`{key}` is given twice"),
+            ));
             continue;
         }
         seen.push(key.clone());
@@ -217,9 +222,15 @@ mod tests {
 
     #[test]
     fn the_default_decoder_expands_to_the_item_and_its_impl() {
-        let out = expand_in(Path::new("."), quote!(), quote!(pub struct W;))
-            .unwrap()
-            .to_string();
+        let out = expand_in(
+            Path::new("."),
+            quote!(),
+            quote!(
+                pub struct W;
+            ),
+        )
+        .unwrap()
+        .to_string();
         assert!(out.starts_with("# [doc = \"\"]"), "{out}");
         assert!(out.contains("pub struct W ;"), "{out}");
         assert!(out.contains("impl :: welt_runtime :: Decoder for W"), "{out}");
@@ -233,13 +244,25 @@ mod tests {
 
     #[test]
     fn options_reach_the_spec() {
-        let a = expand_in(Path::new("."), quote!(max_word_len = 3, layout = "classes"), quote!(struct W;));
+        let a = expand_in(
+            Path::new("."),
+            quote!(max_word_len = 3, layout = "classes"),
+            quote!(
+                struct W;
+            ),
+        );
         let mut spec = crate::DecoderSpec::utf8_bytes();
         spec.max_word_len = 3;
         spec.layout = crate::Layout::Classes;
         let imp = crate::emit::rust::decoder_impl(&crate::generate(&spec).unwrap(), &quote!(W));
         assert!(a.unwrap().to_string().contains(&imp.to_string()));
-        let b = expand_in(Path::new("."), quote!(forbid_leading_whitespace = true), quote!(struct W;));
+        let b = expand_in(
+            Path::new("."),
+            quote!(forbid_leading_whitespace = true),
+            quote!(
+                struct W;
+            ),
+        );
         let spec = crate::DecoderSpec {
             rule: crate::WordRule::default().forbid_leading_whitespace(true),
             ..crate::DecoderSpec::utf8_bytes()
@@ -261,7 +284,9 @@ mod tests {
                 forbid_leading_whitespace = "yes",
                 tokenizer
             ),
-            quote!(struct W<T>(T);),
+            quote!(
+                struct W<T>(T);
+            ),
         );
         let expect = [
             "unknown argument",
@@ -283,16 +308,31 @@ mod tests {
 
     #[test]
     fn a_syntax_error_and_a_bad_item_are_both_reported() {
-        let e = errors(quote!(max_word_len = ), quote!(enum E {}));
+        let e = errors(
+            quote!(max_word_len = ),
+            quote!(
+                enum E {}
+            ),
+        );
         assert_eq!(e.len(), 2, "{e:?}");
         assert!(e[1].contains("not an enum"), "{e:?}");
-        let e = errors(quote!(), quote!(fn f() {}));
+        let e = errors(
+            quote!(),
+            quote!(
+                fn f() {}
+            ),
+        );
         assert!(e[0].contains("goes on a unit struct"), "{e:?}");
     }
 
     #[test]
     fn a_missing_tokenizer_is_reported_with_its_resolved_path() {
-        let e = errors(quote!(tokenizer = "t.json"), quote!(struct W;));
+        let e = errors(
+            quote!(tokenizer = "t.json"),
+            quote!(
+                struct W;
+            ),
+        );
         assert_eq!(e.len(), 1, "{e:?}");
         #[cfg(feature = "tokenizers")]
         assert!(e[0].contains("/nonexistent/t.json"), "{e:?}");
@@ -302,7 +342,13 @@ mod tests {
 
     #[test]
     fn errors_become_compile_errors() {
-        let out = expand(quote!(max_word_len = 0), quote!(struct W;)).to_string();
+        let out = expand(
+            quote!(max_word_len = 0),
+            quote!(
+                struct W;
+            ),
+        )
+        .to_string();
         assert!(out.contains("compile_error"), "{out}");
     }
 }

@@ -83,9 +83,7 @@ impl DecoderOptions {
             "pad" => self.pad = Some(value.to_string()),
             "stop_token" => self.stop_tokens.push(value.to_string()),
             "max_word_len" => {
-                self.max_word_len = value
-                    .parse()
-                    .map_err(|_| max_word_len_error(value))?;
+                self.max_word_len = value.parse().map_err(|_| max_word_len_error(value))?;
             }
             "layout" => self.layout = value.parse()?,
             "forbid_leading_whitespace" => {
@@ -245,7 +243,11 @@ mod tests {
             ("max_word_len", "70000", Subject::MaxWordLen),
             ("max_word_len", "-1", Subject::MaxWordLen),
             ("layout", "weird", Subject::Layout),
-            ("forbid_leading_whitespace", "yes", Subject::ForbidLeadingWhitespace),
+            (
+                "forbid_leading_whitespace",
+                "yes",
+                Subject::ForbidLeadingWhitespace,
+            ),
             ("nope", "nope", Subject::Spec),
         ] {
             let e = o.set(name, value).unwrap_err();
@@ -281,7 +283,10 @@ mod tests {
 
     #[test]
     fn the_default_options_are_the_default_spec() {
-        assert_eq!(DecoderOptions::default().spec().unwrap(), DecoderSpec::utf8_bytes());
+        assert_eq!(
+            DecoderOptions::default().spec().unwrap(),
+            DecoderSpec::utf8_bytes()
+        );
         let o = DecoderOptions {
             max_word_len: 3,
             layout: Layout::Classes,

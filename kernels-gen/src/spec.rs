@@ -241,11 +241,12 @@ impl WordRule {
     }
     /// One line for generated-file headers.
     pub fn describe(&self) -> String {
-        let base = if self.spaces == WordRule::default().spaces && self.controls == WordRule::default().controls {
-            "WeLT word rule (S = Python \\s, C = UTF8Tokenizer controls)"
-        } else {
-            "custom word rule"
-        };
+        let base =
+            if self.spaces == WordRule::default().spaces && self.controls == WordRule::default().controls {
+                "WeLT word rule (S = Python \\s, C = UTF8Tokenizer controls)"
+            } else {
+                "custom word rule"
+            };
         if self.forbid_leading_whitespace {
             format!("{base}, no leading whitespace")
         } else {

@@ -15,9 +15,24 @@
 //!   gets a leading space.
 //!
 //! The bytes of the first token of a word may differ from its bytes elsewhere; the generator
-//! keeps both ([`Vocabulary::set_first_tokens`]). Special added tokens are never generated,
-//! except EOS (found in the file by its usual names, or named by the caller) and named stop
-//! tokens, which end the word and are allowed wherever a new character could start. Decoders
+//! keeps both ([`Vocabulary::set_first_tokens`]). What that means for a word's first token,
+//! per decoder:
+//!
+//! - `Metaspace` with prepend scheme `first` or `always` (Unigram, e.g. T5-style): `▁the`
+//!   first is `the`;
+//! - `Replace ▁ -> space`, `ByteFallback`, `Fuse`, `Strip` of one leading space (Llama 2):
+//!   `▁the` first is `the`;
+//! - the same without `Strip` (Gemma 3): `▁the` first stays ` the`, a word that begins with a
+//!   space and so never stops by the word rule (see [`crate::WordRule::forbid_leading_whitespace`]);
+//! - `ByteLevel` (GPT-2, Llama 3, Qwen 3): `Ġthe` is ` the` everywhere, first too.
+//!
+//! Special added tokens are never generated, except EOS and named stop tokens, which end the
+//! word and are allowed wherever a new character could start. EOS is named by the caller or is
+//! the first *special* added token with a usual name ([`EOS_CANDIDATES`]); none is an error.
+//! PAD likewise ([`PAD_CANDIDATES`]), else EOS.
+//!
+//! Token ids: the vocabulary covers every id from 0 to the largest a token has (ids without a
+//! token are never allowed), below [`MAX_TOKEN_IDS`]; two tokens with one id are an error. Decoders
 //! that need to see the end of the word (`Strip` of trailing characters, the BPE suffix
 //! decoder) and models that cannot express arbitrary bytes (WordPiece, WordLevel) are errors
 //! naming what is unsupported.
@@ -232,7 +247,12 @@ fn id_space(value: &Value, tk: &Tokenizer) -> Result<usize, Error> {
             names.join(" and ")
         )));
     }
-    for a in value.get("added_tokens").and_then(Value::as_array).into_iter().flatten() {
+    for a in value
+        .get("added_tokens")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let content = a.get("content").and_then(Value::as_str).unwrap_or("");
         let listed = a.get("id").and_then(Value::as_u64);
         let given = tk.token_to_id(content).map(u64::from);
@@ -248,10 +268,7 @@ fn id_space(value: &Value, tk: &Tokenizer) -> Result<usize, Error> {
     }
     let model_at = |id: u32| by_id.get(&id).and_then(|t| t.first());
     let decoder = tk.get_added_tokens_decoder();
-    let mut added: Vec<(u32, &str)> = decoder
-        .iter()
-        .map(|(&id, a)| (id, a.content.as_str()))
-        .collect();
+    let mut added: Vec<(u32, &str)> = decoder.iter().map(|(&id, a)| (id, a.content.as_str())).collect();
     added.sort();
     if let Some((id, content, model)) = added
         .iter()
@@ -673,7 +690,11 @@ mod tests {
     /// (more model tokens by id) and `added` (id, content, special).
     fn file(model: &[(&str, u64)], added: &[(u64, &str, bool)]) -> String {
         let mut vocab: Vec<String> = (0..=255u8).map(|b| format!("\"<0x{b:02X}>\":{b}")).collect();
-        vocab.extend(model.iter().map(|(t, id)| format!("{}:{id}", Value::String(t.to_string()))));
+        vocab.extend(
+            model
+                .iter()
+                .map(|(t, id)| format!("{}:{id}", Value::String(t.to_string()))),
+        );
         let added: Vec<String> = added
             .iter()
             .map(|(id, c, special)| {
@@ -734,7 +755,12 @@ mod tests {
             assert!(e.message().contains(&format!("listed with id {id}")), "{e}");
         }
         let last = u64::from(MAX_TOKEN_IDS) - 1;
-        assert_eq!(load(&file(&[("xyz", last)], &[(257, "</s>", true)])).unwrap().len(), MAX_TOKEN_IDS as usize);
+        assert_eq!(
+            load(&file(&[("xyz", last)], &[(257, "</s>", true)]))
+                .unwrap()
+                .len(),
+            MAX_TOKEN_IDS as usize
+        );
     }
 
     #[test]
@@ -744,7 +770,13 @@ mod tests {
             (file(&[("a", 65)], &[(257, "</s>", true)]), 65),
             // The `tokenizers` crate gives an added token the id after the model's count.
             (file(&[("z", 257)], &[(257, "</s>", true)]), 257),
-            (file(&[], &[(256, "</s>", true), (257, "<y>", true), (257, "<x>", true)]), 257),
+            (
+                file(
+                    &[],
+                    &[(256, "</s>", true), (257, "<y>", true), (257, "<x>", true)],
+                ),
+                257,
+            ),
         ] {
             let e = load(&json).unwrap_err();
             assert_eq!(e.subject(), Subject::Tokenizer);
@@ -755,7 +787,10 @@ mod tests {
             }
         }
         let e = load(&file(&[("b", 300), ("a", 300)], &[(258, "</s>", true)])).unwrap_err();
-        assert!(e.message().contains("`a` and `b`") && e.message().contains("id 300"), "{e}");
+        assert!(
+            e.message().contains("`a` and `b`") && e.message().contains("id 300"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -770,7 +805,10 @@ mod tests {
             &[(257, "<|endoftext|>", true), (258, "<|im_end|>", true)],
         ));
         assert_eq!((eos, pad), (257, 257));
-        assert!(roles.contains("258 `<|im_end|>`"), "the other end token is named: {roles}");
+        assert!(
+            roles.contains("258 `<|im_end|>`"),
+            "the other end token is named: {roles}"
+        );
         // Gemma 3: a non-special added `</s>`, the special `<eos>` and `<pad>`.
         let (eos, pad, _) = eos_pad(&file(
             &[],
@@ -780,7 +818,11 @@ mod tests {
         // DeepSeek-V3's names.
         let (eos, pad, _) = eos_pad(&file(
             &[],
-            &[(256, "<\u{ff5c}begin\u{2581}of\u{2581}sentence\u{ff5c}>", true), (257, "<\u{ff5c}end\u{2581}of\u{2581}sentence\u{ff5c}>", true), (258, "<\u{ff5c}\u{2581}pad\u{2581}\u{ff5c}>", true)],
+            &[
+                (256, "<\u{ff5c}begin\u{2581}of\u{2581}sentence\u{ff5c}>", true),
+                (257, "<\u{ff5c}end\u{2581}of\u{2581}sentence\u{ff5c}>", true),
+                (258, "<\u{ff5c}\u{2581}pad\u{2581}\u{ff5c}>", true),
+            ],
         ));
         assert_eq!((eos, pad), (257, 258));
         // Llama 3 ends turns with another token; the end of text comes first.
@@ -809,7 +851,10 @@ mod tests {
             let e = load(&json).unwrap_err();
             assert_eq!(e.subject(), Subject::Eos);
             assert!(e.message().contains("no EOS token found"), "{e}");
-            assert!(e.message().contains("--eos") && e.message().contains("eos = \"...\""), "{e}");
+            assert!(
+                e.message().contains("--eos") && e.message().contains("eos = \"...\""),
+                "{e}"
+            );
         }
     }
 }
