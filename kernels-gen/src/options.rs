@@ -136,15 +136,8 @@ impl DecoderOptions {
                 );
             }
         }
-        #[cfg(not(feature = "tokenizers"))]
-        if self.tokenizer.is_some() {
-            errors.push(
-                Error::new(
-                    "custom tokenizers need the `tokenizers` feature of welt-runtime: \
-                     `welt-runtime = { version = \"...\", features = [\"tokenizers\"] }`",
-                )
-                .about(Subject::Tokenizer),
-            );
+        if cfg!(not(feature = "tokenizers")) && self.tokenizer.is_some() {
+            errors.push(no_tokenizers_feature());
         }
         errors
     }
@@ -159,7 +152,7 @@ impl DecoderOptions {
             #[cfg(feature = "tokenizers")]
             Some(path) => crate::tokenizer::load_file(path, self),
             #[cfg(not(feature = "tokenizers"))]
-            Some(_) => unreachable!("validate refuses a tokenizer without the feature"),
+            Some(_) => Err(no_tokenizers_feature()),
         }
     }
 
@@ -178,6 +171,14 @@ impl DecoderOptions {
             layout: self.layout,
         })
     }
+}
+
+fn no_tokenizers_feature() -> Error {
+    Error::new(
+        "custom tokenizers need the `tokenizers` feature of welt-runtime: \
+         `welt-runtime = { version = \"...\", features = [\"tokenizers\"] }`",
+    )
+    .about(Subject::Tokenizer)
 }
 
 fn max_word_len_error(value: &str) -> Error {
