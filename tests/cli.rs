@@ -280,12 +280,12 @@ fn a_closed_pipe_is_not_an_error() {
 
 /// `--eos`, `--pad` and `--stop-token` name tokens of a custom tokenizer: without
 /// `--tokenizer` every command refuses them (exit 2), naming each flag, instead of ignoring
-/// them.
+/// them. (No input: `query` refuses before it reads any.)
 #[test]
 fn token_names_without_a_tokenizer_are_refused_by_every_command() {
     for cmd in ["query", "tables"] {
         for flag in ["--eos", "--pad", "--stop-token"] {
-            let out = welt_stdin(&[cmd, flag, "</s>"], GOOD);
+            let out = welt(&[cmd, flag, "</s>"]);
             assert_eq!(out.status.code(), Some(2), "{cmd} {flag}");
             assert_fails_with(
                 &out,
@@ -294,7 +294,7 @@ fn token_names_without_a_tokenizer_are_refused_by_every_command() {
             );
         }
         // All problems at once, one line each.
-        let out = welt_stdin(&[cmd, "--eos", "a", "--stop-token", "b"], GOOD);
+        let out = welt(&[cmd, "--eos", "a", "--stop-token", "b"]);
         assert_eq!(out.status.code(), Some(2), "{cmd}");
         assert_eq!(text(&out.stderr).lines().count(), 2, "{}", text(&out.stderr));
     }
@@ -317,7 +317,7 @@ fn decoder_option_values_are_checked_alike_by_every_command() {
         ),
     ] {
         for cmd in ["query", "tables"] {
-            let out = welt_stdin(&[cmd, flag, value], GOOD);
+            let out = welt(&[cmd, flag, value]);
             assert_eq!(out.status.code(), Some(2), "{cmd} {flag} {value}");
             assert_fails_with(&out, &[needle], &format!("{cmd} {flag} {value}"));
         }

@@ -366,7 +366,7 @@ mod tests {
             assert_eq!(a, b, "{c:?} first");
             // After a word character, and after an allowed first character, nothing changes
             // (checked for every non-word character and a sample of the others).
-            if !(c as u32 % 61 == 0 || c < '\u{80}' || is_special(c)) {
+            if !((c as u32).is_multiple_of(61) || c < '\u{80}' || is_special(c)) {
                 continue;
             }
             for d in after {
