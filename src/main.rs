@@ -28,11 +28,15 @@ const TOKENIZER_OPTIONS: &str = "\
 TOKENIZER OPTIONS:
     --tokenizer FILE      a Hugging Face tokenizer.json (byte-level BPE, byte-fallback BPE or
                           Unigram) instead of the UTF-8 byte tokenizer
-    --eos TOKEN           its EOS token (default: </s>, <|endoftext|>, ... if present)
-    --pad TOKEN           its PAD token (default: <pad>-like, else EOS)
+    --eos TOKEN           its EOS token (default: the special token named </s>,
+                          <|endoftext|>, <|end_of_text|>, <eos>, ...; required if none is)
+    --pad TOKEN           its PAD token (default: a special <pad>-like token, else EOS)
     --stop-token TOKEN    another token that ends a word (repeatable)
     --max-word-len N      the default word length limit in tokens (default 16)
     --layout L            auto, direct or classes (default auto)
+    --forbid-leading-whitespace
+                          a word may not begin with whitespace that is not also a control
+                          character (such a word could never stop by the word rule)
 ";
 
 /// `welt demo`.
@@ -154,72 +158,61 @@ fn run() -> Result<()> {
     }
 }
 
-/// Which decoder a command works on.
+/// Which decoder a command works on: the CLI's spelling of [`kernels_gen::DecoderOptions`]
+/// (`--max-word-len` for `max_word_len`, `--forbid-leading-whitespace` a flag), which parses
+/// and validates the values.
 #[derive(Default)]
 struct DecoderArgs {
-    tokenizer: Option<PathBuf>,
-    options: kernels_gen::tokenizer::TokenizerOptions,
-    max_word_len: Option<u16>,
-    layout: Option<kernels_gen::Layout>,
+    options: kernels_gen::DecoderOptions,
 }
 
 impl DecoderArgs {
-    const OPTIONS: [&'static str; 6] = ["tokenizer", "eos", "pad", "stop-token", "max-word-len", "layout"];
+    const OPTIONS: [&'static str; 7] = [
+        "tokenizer",
+        "eos",
+        "pad",
+        "stop-token",
+        "max-word-len",
+        "layout",
+        "forbid-leading-whitespace",
+    ];
 
     /// Takes the decoder option `--name` and its value.
     fn take(&mut self, name: &str, parser: &mut lexopt::Parser) -> Result<bool> {
         match name {
-            "tokenizer" => self.tokenizer = Some(parser.value()?.into()),
-            "eos" => self.options.eos = Some(parser.value()?.string()?),
-            "pad" => self.options.pad = Some(parser.value()?.string()?),
-            "stop-token" => self.options.stop_tokens.push(parser.value()?.string()?),
-            "max-word-len" => {
-                let n: u16 = parser.value()?.parse()?;
-                if n == 0 {
-                    return Err("--max-word-len must be at least 1".into());
-                }
-                self.max_word_len = Some(n)
-            }
-            "layout" => {
-                self.layout = Some(match parser.value()?.string()?.as_str() {
-                    "auto" => kernels_gen::Layout::Auto,
-                    "direct" => kernels_gen::Layout::Direct,
-                    "classes" => kernels_gen::Layout::Classes,
-                    other => {
-                        return Err(
-                            format!("unknown --layout `{other}`; expected auto, direct or classes").into(),
-                        )
-                    }
-                })
+            // A path need not be UTF-8.
+            "tokenizer" => self.options.tokenizer = Some(parser.value()?.into()),
+            "forbid-leading-whitespace" => self.options.forbid_leading_whitespace = true,
+            _ if Self::OPTIONS.contains(&name) => {
+                let value = parser.value()?.string()?;
+                self.options.set(name, &value).map_err(Self::flagged)?;
             }
             _ => return Ok(false),
         }
         Ok(true)
     }
 
-    fn is_default(&self) -> bool {
-        self.tokenizer.is_none() && self.max_word_len.is_none() && self.layout.is_none()
+    /// An error of the options, with the flag it is about.
+    fn flagged(e: kernels_gen::Error) -> String {
+        match e.subject().option_name() {
+            Some(name) if e.subject() != kernels_gen::Subject::Tokenizer => {
+                format!("--{}: {e}", name.replace('_', "-"))
+            }
+            _ => e.to_string(),
+        }
     }
 
+    fn is_default(&self) -> bool {
+        self.options == kernels_gen::DecoderOptions::default()
+    }
+
+    /// The spec, or every problem with the options (one line each).
     fn spec(&self) -> Result<kernels_gen::DecoderSpec> {
-        let mut spec = match &self.tokenizer {
-            Some(path) => {
-                kernels_gen::DecoderSpec::new(kernels_gen::tokenizer::load_file(path, &self.options)?)
-            }
-            None => {
-                if self.options != Default::default() {
-                    return Err("--eos, --pad and --stop-token need --tokenizer".into());
-                }
-                kernels_gen::DecoderSpec::utf8_bytes()
-            }
-        };
-        if let Some(n) = self.max_word_len {
-            spec.max_word_len = n;
+        let errors: Vec<String> = self.options.validate().into_iter().map(Self::flagged).collect();
+        if !errors.is_empty() {
+            return Err(errors.join("\nwelt: error: ").into());
         }
-        if let Some(l) = self.layout {
-            spec.layout = l;
-        }
-        Ok(spec)
+        Ok(self.options.spec().map_err(Self::flagged)?)
     }
 }
 
@@ -244,10 +237,11 @@ fn tables(mut parser: lexopt::Parser) -> Result<()> {
     if !EMITS.contains(&emit.as_str()) {
         return Err(format!("unknown --emit `{emit}`; expected rust, dot, stats, cuda or header").into());
     }
-    let tables = kernels_gen::generate(&dec.spec()?)?;
+    let spec = dec.spec()?;
+    let tables = kernels_gen::generate(&spec)?;
     let text = match emit.as_str() {
         "rust" => {
-            let (name, doc) = match &dec.tokenizer {
+            let (name, doc) = match &dec.options.tokenizer {
                 Some(p) => ("Words", format!("A welt decoder for {}.", p.display())),
                 None => ("Utf8Words", "WeLT's default byte decoder.".to_string()),
             };
@@ -256,7 +250,7 @@ fn tables(mut parser: lexopt::Parser) -> Result<()> {
         "dot" => kernels_gen::emit::dot::emit(&tables),
         "cuda" => kernels_gen::emit::cuda::source(&tables),
         "header" => kernels_gen::emit::cuda::header(&tables),
-        _ => kernels_gen::emit::stats::emit(&tables),
+        _ => kernels_gen::emit::stats::emit_with_roles(&tables, &spec.vocab),
     };
     write_output(out, text.as_bytes())
 }
@@ -360,7 +354,7 @@ fn query(mut parser: lexopt::Parser) -> Result<()> {
     let blob;
     let (tables, mode) = if !dec.is_default() {
         blob = kernels_gen::generate(&dec.spec()?)?.to_blob();
-        let mode = if dec.tokenizer.is_some() {
+        let mode = if dec.options.tokenizer.is_some() {
             welt::query::Mode::Tokens
         } else {
             welt::query::Mode::Bytes

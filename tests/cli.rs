@@ -615,3 +615,100 @@ fn query_after_a_stop_allows_nothing() {
         assert!(stops > 0, "{fixture}: no token stops");
     }
 }
+
+/// `--eos`, `--pad` and `--stop-token` name tokens of a custom tokenizer: without
+/// `--tokenizer` every command refuses them (exit 2), naming each flag, instead of ignoring
+/// them. (No input: `query` refuses before it reads any.)
+#[test]
+fn token_names_without_a_tokenizer_are_refused_by_every_command() {
+    for cmd in ["query", "tables"] {
+        for flag in ["--eos", "--pad", "--stop-token"] {
+            let out = welt(&[cmd, flag, "</s>"]);
+            assert_eq!(out.status.code(), Some(2), "{cmd} {flag}");
+            assert_fails_with(
+                &out,
+                &[&format!("{flag}: `</s>` names a token"), "--tokenizer FILE"],
+                &format!("{cmd} {flag}"),
+            );
+        }
+        // All problems at once, one line each.
+        let out = welt(&[cmd, "--eos", "a", "--stop-token", "b"]);
+        assert_eq!(out.status.code(), Some(2), "{cmd}");
+        assert_eq!(text(&out.stderr).lines().count(), 2, "{}", text(&out.stderr));
+    }
+}
+
+/// The decoder options' values go through one parser: the same message from every command.
+#[test]
+fn decoder_option_values_are_checked_alike_by_every_command() {
+    for (flag, value, needle) in [
+        (
+            "--max-word-len",
+            "0",
+            "--max-word-len: the word length limit is an integer in 1..=65535",
+        ),
+        ("--max-word-len", "65536", "not `65536`"),
+        (
+            "--layout",
+            "weird",
+            "--layout: unknown layout `weird`; expected auto, direct or classes",
+        ),
+    ] {
+        for cmd in ["query", "tables"] {
+            let out = welt(&[cmd, flag, value]);
+            assert_eq!(out.status.code(), Some(2), "{cmd} {flag} {value}");
+            assert_fails_with(&out, &[needle], &format!("{cmd} {flag} {value}"));
+        }
+    }
+}
+
+/// `--forbid-leading-whitespace` changes the tables (and says so in their header), and the
+/// query tool uses them: a space cannot start a word, a letter still can.
+#[test]
+fn forbid_leading_whitespace_reaches_tables_and_query() {
+    let plain = welt(&["tables", "--emit", "rust"]);
+    let forbid = welt(&["tables", "--emit", "rust", "--forbid-leading-whitespace"]);
+    assert!(plain.status.success() && forbid.status.success());
+    let (plain, forbid) = (text(&plain.stdout), text(&forbid.stdout));
+    assert_ne!(plain, forbid);
+    assert!(
+        forbid.lines().nth(1).unwrap().contains("no leading whitespace"),
+        "{forbid}"
+    );
+    assert!(!plain.lines().nth(1).unwrap().contains("no leading whitespace"));
+
+    let input = "{\"bytes\":[]}\n";
+    let mask = |args: &[&str]| {
+        let out = welt_stdin(args, input);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let line = text(&out.stdout);
+        let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+        let hex = v["mask"].as_str().unwrap().to_string();
+        // The mask's bytes, little-endian bit order: bit b of byte b / 8.
+        let bytes: Vec<u8> = (0..hex.len() / 2)
+            .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+            .collect();
+        move |b: u8| bytes[b as usize / 8] >> (b % 8) & 1 == 1
+    };
+    let (plain, forbid) = (mask(&["query"]), mask(&["query", "--forbid-leading-whitespace"]));
+    assert!(plain(b' ') && !forbid(b' '));
+    assert!(plain(b'\n') && !forbid(b'\n'));
+    assert!(plain(b'a') && forbid(b'a'));
+    assert!(
+        plain(0x1C) && forbid(0x1C),
+        "U+001C is a control too: it completes a word alone"
+    );
+}
+
+/// `--emit stats` says which tokens are EOS and PAD.
+#[test]
+fn stats_name_the_special_tokens() {
+    let out = welt(&["tables", "--emit", "stats"]);
+    assert!(out.status.success());
+    let stats = text(&out.stdout);
+    let line = stats
+        .lines()
+        .find(|l| l.starts_with("special tokens:"))
+        .expect("a special tokens line");
+    assert!(line.contains("EOS 3") && line.contains("PAD 0"), "{line}");
+}

@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use kernels_gen::tokenizer::{load_file, load_str, TokenizerOptions};
-use kernels_gen::{DecoderSpec, Layout, Subject, Token, Vocabulary};
+use kernels_gen::tokenizer::{load_file, load_str};
+use kernels_gen::{DecoderOptions, DecoderSpec, Layout, Subject, Token, Vocabulary};
 use proptest::prelude::*;
 use welt_runtime::{Decoder, ErrorKind, Sequence, Tables, Utf8Words, WordBatch, DEAD};
 
@@ -72,7 +72,7 @@ fn fixture_path(file: &str) -> PathBuf {
         .join(file)
 }
 
-fn load(file: &str, opts: &TokenizerOptions) -> Vocabulary {
+fn load(file: &str, opts: &DecoderOptions) -> Vocabulary {
     load_file(&fixture_path(file), opts).unwrap_or_else(|e| panic!("{file}: {e}"))
 }
 
@@ -349,8 +349,7 @@ fn macro_build_script_and_library_tables_are_byte_identical() {
             .unwrap()
             .to_blob();
         let build = kernels_gen::build::DecoderBuild::new("BuildScriptWords")
-            .tokenizer(fixture_path(fx.file), &Default::default())
-            .unwrap();
+            .tokenizer(fixture_path(fx.file));
         assert!(
             fx.macro_tables.as_bytes() == common::build_script_blob(&build, "BuildScriptWords"),
             "{}: macro and build script tables differ",
@@ -981,15 +980,15 @@ proptest! {
     #[test]
     fn load_str_never_panics_on_arbitrary_text(text in proptest::collection::vec(any::<char>(), 0..200)) {
         let text: String = text.into_iter().collect();
-        let _ = load_str("fuzz.json", &text, &TokenizerOptions::default());
+        let _ = load_str("fuzz.json", &text, &DecoderOptions::default());
     }
 
     #[test]
     fn load_str_never_panics_on_json_values(value in json_value(), decoder in json_value()) {
-        let _ = load_str("fuzz.json", &value.to_string(), &TokenizerOptions::default());
+        let _ = load_str("fuzz.json", &value.to_string(), &DecoderOptions::default());
         // The same inside a valid tokenizer: a random value as its decoder.
         let json = small_tokenizer(&["ab".into()], &decoder.to_string(), true);
-        let _ = load_str("fuzz.json", &json, &TokenizerOptions::default());
+        let _ = load_str("fuzz.json", &json, &DecoderOptions::default());
     }
 
     /// Valid tokenizers with random pieces and decoders: loading either fails cleanly or
@@ -1004,10 +1003,10 @@ proptest! {
         stop in proptest::option::of(proptest::sample::select(vec!["</s>", "<0x2E>", "<nope>"])),
     ) {
         let json = small_tokenizer(&pieces, &decoder, special_eos);
-        let opts = TokenizerOptions {
+        let opts = DecoderOptions {
             eos: eos.map(String::from),
-            pad: None,
             stop_tokens: stop.into_iter().map(String::from).collect(),
+            ..Default::default()
         };
         if let Ok(vocab) = load_str("fuzz.json", &json, &opts) {
             // Generation may refuse a vocabulary, but never with tables that fail validation.
@@ -1165,19 +1164,19 @@ fn eos_is_found_by_default_and_by_name() {
     }
 
     // Named options reach the library the same way, with errors about the right argument.
-    let err = |opts: TokenizerOptions| load_file(&fixture_path("byt5_like.json"), &opts).unwrap_err();
-    let e = err(TokenizerOptions {
+    let err = |opts: DecoderOptions| load_file(&fixture_path("byt5_like.json"), &opts).unwrap_err();
+    let e = err(DecoderOptions {
         eos: Some("<nope>".into()),
         ..Default::default()
     });
     assert_eq!(e.subject(), Subject::Eos);
     assert!(e.message().contains("<nope>"), "{e}");
-    let e = err(TokenizerOptions {
+    let e = err(DecoderOptions {
         pad: Some("<nope>".into()),
         ..Default::default()
     });
     assert_eq!(e.subject(), Subject::Pad);
-    let e = err(TokenizerOptions {
+    let e = err(DecoderOptions {
         stop_tokens: vec!["<0x2E>".into(), "<nope>".into()],
         ..Default::default()
     });
@@ -1191,7 +1190,7 @@ fn stop_tokens_end_the_word_where_allowed() {
     let (dot, extra) = (id(&tk, "<0x2E>"), id(&tk, "<extra_id_1>"));
     let vocab = load(
         "byt5_like.json",
-        &TokenizerOptions {
+        &DecoderOptions {
             stop_tokens: vec!["<0x2E>".into(), "<extra_id_1>".into()],
             ..Default::default()
         },
@@ -1454,4 +1453,67 @@ fn layout_option_gives_the_same_automaton() {
             assert_eq!(d.step(s, t).unwrap(), c.step(s, t).unwrap());
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 10. `forbid_leading_whitespace` on a byte-level BPE.
+
+#[welt_runtime::welt_decoder(
+    tokenizer = "tests/fixtures/bpe_bytelevel.json",
+    forbid_leading_whitespace = true
+)]
+struct BpeNoLeadingSpace;
+
+/// Every token of the byte-level BPE fixture as a word's first token: with the option, exactly
+/// those whose bytes begin with a whitespace character that is not a control are refused (` the`
+/// no longer traps the row); after any first token the masks are the default's.
+#[test]
+fn forbid_leading_whitespace_on_a_byte_level_bpe() {
+    let vocab = load("bpe_bytelevel.json", &Default::default());
+    let on = BpeNoLeadingSpace::TABLES;
+    let off = BpeByteLevelMacro::TABLES;
+    let spec = DecoderSpec {
+        rule: kernels_gen::WordRule::default().forbid_leading_whitespace(true),
+        ..DecoderSpec::new(vocab.clone())
+    };
+    assert!(on.as_bytes() == kernels_gen::generate(&spec).unwrap().to_blob().as_slice());
+    let rule = kernels_gen::WordRule::default();
+    // The token's first character, if its bytes hold a whole one.
+    let first_char = |bytes: &[u8]| {
+        let prefix = &bytes[..bytes.len().min(4)];
+        (1..=prefix.len())
+            .find_map(|n| std::str::from_utf8(&prefix[..n]).ok())
+            .and_then(|s| s.chars().next())
+    };
+    let traps = |c: char| {
+        let k = rule.classify(c);
+        k.space && !k.control
+    };
+    let first = vocab.first_tokens().unwrap_or(vocab.tokens());
+    let mut refused = 0;
+    for (id, token) in first.iter().enumerate() {
+        let id = id as u32;
+        let c = match token {
+            Token::Bytes(b) => first_char(b),
+            Token::Special(_) => None,
+        };
+        let expect = off.mask(off.start()).allows(id) && !c.is_some_and(traps);
+        assert_eq!(on.mask(on.start()).allows(id), expect, "token {id} {token:?}");
+        refused += usize::from(off.mask(off.start()).allows(id) && !expect);
+        // Past a whole first character the option no longer matters (EOS keeps the start
+        // state, and a lone lead byte may still become a space).
+        if expect && c.is_some() {
+            let (a, b) = (
+                off.step(off.start(), id).unwrap(),
+                on.step(on.start(), id).unwrap(),
+            );
+            assert_eq!(a.1, b.1, "token {id}: stop");
+            assert!(
+                off.mask(a.0).as_bytes() == on.mask(b.0).as_bytes(),
+                "token {id}: the next mask"
+            );
+        }
+    }
+    // The fixture has tokens like ` the` (and the test would be vacuous without them).
+    assert!(refused > 100, "{refused}");
 }

@@ -29,6 +29,7 @@ fn stage_fixtures() {
         "tests/fixtures/bad/malformed.json",
         "tests/fixtures/bad/not_a_tokenizer.json",
         "tests/fixtures/bad/wordpiece.json",
+        "tests/fixtures/bad/duplicate_ids.json",
     ] {
         let to = dest.join(file);
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();

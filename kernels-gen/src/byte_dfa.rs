@@ -108,6 +108,10 @@ impl ByteDfa {
                         return None;
                     }
                     let class = c.map_or(CharClass::WORD, |c| word_rule.classify(c));
+                    // A character that would trap the word, where the rule forbids it first.
+                    if k.phase == Phase::Empty && word_rule.forbids_first(class) {
+                        return None;
+                    }
                     Some(match rule(k.phase, class) {
                         None => (None, true),
                         Some(phase) => (Some(Key::boundary(phase, track_never)), false),

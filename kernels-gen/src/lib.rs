@@ -1,9 +1,10 @@
 //! kernels-gen turns a tokenizer and WeLT's word rule into one minimal automaton and emits it
 //! as tables — Rust today, CUDA next — so that a decode loop does one table lookup per token.
 //!
-//! It runs at build time only: inside the `#[welt_decoder]` proc macro (`welt-macros`) or a
-//! build script ([`build::DecoderBuild`]). Nothing here is linked into a program that uses
-//! `welt-runtime`.
+//! It runs at build time only: inside the `#[welt_decoder]` proc macro (`welt-macros`, a shim
+//! over [`expand()`]) or a build script ([`build::DecoderBuild`]), and in the `welt` CLI. All
+//! three read their options through one front end, [`DecoderOptions`]. Nothing here is linked
+//! into a program that uses `welt-runtime`.
 //!
 //! The pipeline, one module per step:
 //!
@@ -30,8 +31,10 @@
 pub mod build;
 pub mod byte_dfa;
 pub mod emit;
+pub mod expand;
 pub mod lift;
 pub mod minimize;
+pub mod options;
 pub mod spec;
 #[cfg(feature = "tokenizers")]
 pub mod synthetic;
@@ -43,6 +46,8 @@ pub mod utf8;
 
 use std::fmt;
 
+pub use expand::expand;
+pub use options::DecoderOptions;
 pub use spec::{DecoderSpec, Layout, Token, Vocabulary, WordRule};
 pub use tables::{Stats, Tables};
 
@@ -78,6 +83,29 @@ pub enum Subject {
     Pad,
     /// The `i`-th named stop token.
     StopToken(usize),
+    /// The word length limit.
+    MaxWordLen,
+    /// The entry table layout.
+    Layout,
+    /// The leading-whitespace option.
+    ForbidLeadingWhitespace,
+}
+
+impl Subject {
+    /// The option this is about, as [`options::OPTION_NAMES`] spells it (`None` for the spec
+    /// as a whole).
+    pub fn option_name(self) -> Option<&'static str> {
+        Some(match self {
+            Subject::Spec => return None,
+            Subject::Tokenizer => "tokenizer",
+            Subject::Eos => "eos",
+            Subject::Pad => "pad",
+            Subject::StopToken(_) => "stop_token",
+            Subject::MaxWordLen => "max_word_len",
+            Subject::Layout => "layout",
+            Subject::ForbidLeadingWhitespace => "forbid_leading_whitespace",
+        })
+    }
 }
 
 impl Error {
@@ -87,7 +115,6 @@ impl Error {
             subject: Subject::Spec,
         }
     }
-    #[cfg_attr(not(feature = "tokenizers"), allow(dead_code))]
     pub(crate) fn about(mut self, subject: Subject) -> Error {
         self.subject = subject;
         self

@@ -32,6 +32,8 @@ pub struct Vocabulary {
     /// Characters the word may never contain (see [`Vocabulary::forbid_chars`]).
     forbidden: BTreeSet<char>,
     label: String,
+    /// How EOS and PAD were chosen, where a loader chose them (see [`Vocabulary::roles`]).
+    roles_note: String,
 }
 
 impl Vocabulary {
@@ -47,6 +49,7 @@ impl Vocabulary {
             pad: 0x00,
             extra_stops: BTreeSet::new(),
             forbidden: BTreeSet::new(),
+            roles_note: String::new(),
             label: "utf8-bytes (UTF8Tokenizer: 256 byte tokens, PAD=0x00, BOS=0x02, EOS=0x03)".to_string(),
         }
     }
@@ -83,6 +86,7 @@ impl Vocabulary {
             extra_stops: BTreeSet::new(),
             forbidden: BTreeSet::new(),
             label: label.into(),
+            roles_note: String::new(),
         })
     }
 
@@ -157,16 +161,46 @@ impl Vocabulary {
     pub fn label(&self) -> &str {
         &self.label
     }
+    /// Says how [`Self::roles`] came about (e.g. which names a loader tried).
+    pub fn set_roles_note(&mut self, note: impl Into<String>) {
+        self.roles_note = note.into();
+    }
+    /// One line naming the EOS, PAD and stop tokens by id and content, and how they were
+    /// chosen: what `welt tables --emit stats` and a `#[welt_decoder]` type's docs show.
+    pub fn roles(&self) -> String {
+        let name = |id: u32| match &self.tokens[id as usize] {
+            Token::Special(s) => format!("{id} `{}`", s.escape_debug()),
+            Token::Bytes(b) => format!("{id} {:?}", String::from_utf8_lossy(b)),
+        };
+        let mut out = format!(
+            "EOS {}, PAD {}",
+            self.eos.map_or_else(|| "none".to_string(), name),
+            name(self.pad)
+        );
+        if !self.extra_stops.is_empty() {
+            let stops: Vec<String> = self.extra_stops.iter().map(|&id| name(id)).collect();
+            out.push_str(&format!(", stop tokens {}", stops.join(", ")));
+        }
+        if !self.roles_note.is_empty() {
+            out.push_str(&format!(" ({})", self.roles_note));
+        }
+        out
+    }
 }
 
 /// WeLT's word rule: which characters are spaces (`S`) and controls (`C`).
 ///
 /// The decoded text `t` of a word is complete iff it is exactly one control character, or one
 /// or more word characters (`W`: neither `S` nor `C`) followed by exactly one space character.
+///
+/// A word whose first character is in `S` but not in `C` can therefore never complete: it runs
+/// on until EOS, a stop token or the length limit. [`WordRule::forbid_leading_whitespace`]
+/// forbids such a first character instead.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WordRule {
     spaces: BTreeSet<char>,
     controls: BTreeSet<char>,
+    forbid_leading_whitespace: bool,
 }
 
 impl Default for WordRule {
@@ -175,6 +209,7 @@ impl Default for WordRule {
         WordRule {
             spaces: unicode::PYTHON_WHITESPACE.iter().copied().collect(),
             controls: unicode::utf8_tokenizer_controls().collect(),
+            forbid_leading_whitespace: false,
         }
     }
 }
@@ -185,6 +220,37 @@ impl WordRule {
         WordRule {
             spaces: spaces.into_iter().collect(),
             controls: controls.into_iter().collect(),
+            forbid_leading_whitespace: false,
+        }
+    }
+    /// Whether a word may begin with a character that is a space and not a control (default:
+    /// it may, as in WeLT). With `true` such a character is not allowed as the first character
+    /// of a word, so a token that decodes to ` the` (byte-level BPE) cannot start one and trap
+    /// the row. What stays allowed first: word characters, and controls, the characters in
+    /// both sets included (U+001C-001F): alone they complete the word as a control word, so
+    /// they never trap it. A word that decodes to nothing yet (an empty first token) is not
+    /// affected; its first character is checked when it comes.
+    pub fn forbid_leading_whitespace(mut self, forbid: bool) -> WordRule {
+        self.forbid_leading_whitespace = forbid;
+        self
+    }
+    /// Whether `class` may not be the first character of a word (see
+    /// [`Self::forbid_leading_whitespace`]).
+    pub fn forbids_first(&self, class: CharClass) -> bool {
+        self.forbid_leading_whitespace && class.space && !class.control
+    }
+    /// One line for generated-file headers.
+    pub fn describe(&self) -> String {
+        let base =
+            if self.spaces == WordRule::default().spaces && self.controls == WordRule::default().controls {
+                "WeLT word rule (S = Python \\s, C = UTF8Tokenizer controls)"
+            } else {
+                "custom word rule"
+            };
+        if self.forbid_leading_whitespace {
+            format!("{base}, no leading whitespace")
+        } else {
+            base.to_string()
         }
     }
     /// How the rule sees `c`.
@@ -244,5 +310,80 @@ impl DecoderSpec {
             max_word_len: DEFAULT_MAX_WORD_LEN,
             layout: Layout::Auto,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{generate, Tables};
+
+    /// The stop flags of walking `bytes` from the start, or `None` where a byte is not allowed.
+    fn walk(t: &Tables, bytes: &[u8]) -> Option<Vec<bool>> {
+        let mut s = t.start();
+        let mut stops = Vec::new();
+        for &b in bytes {
+            if !t.allows(s, u32::from(b)) {
+                return None;
+            }
+            let (next, stop) = t.step(s, u32::from(b));
+            stops.push(stop);
+            s = next;
+        }
+        Some(stops)
+    }
+
+    /// Every scalar value as a word's first character, and then the characters after it: with
+    /// the option, exactly the spaces that are not controls are refused first, and nothing
+    /// else changes.
+    #[test]
+    fn forbid_leading_whitespace_refuses_exactly_the_trapping_first_characters() {
+        let off = generate(&DecoderSpec::utf8_bytes()).unwrap();
+        let on = generate(&DecoderSpec {
+            rule: WordRule::default().forbid_leading_whitespace(true),
+            ..DecoderSpec::utf8_bytes()
+        })
+        .unwrap();
+        let controls: BTreeSet<char> = unicode::utf8_tokenizer_controls().collect();
+        let expected: BTreeSet<char> = unicode::PYTHON_WHITESPACE
+            .iter()
+            .copied()
+            .filter(|c| !controls.contains(c))
+            .collect();
+        let mut refused = BTreeSet::new();
+        let mut buf = [0u8; 4];
+        let after = ['a', ' ', '\u{1C}', '\u{3000}', 'é'];
+        let rule = WordRule::default();
+        let is_special = |c: char| rule.classify(c) != crate::unicode::CharClass::WORD;
+        for c in (0..=0x10FFFF).filter_map(char::from_u32) {
+            let enc = c.encode_utf8(&mut buf).as_bytes().to_vec();
+            let (a, b) = (walk(&off, &enc), walk(&on, &enc));
+            assert!(a.is_some(), "{c:?} is allowed first by default");
+            if b.is_none() {
+                refused.insert(c);
+                continue;
+            }
+            assert_eq!(a, b, "{c:?} first");
+            // After a word character, and after an allowed first character, nothing changes
+            // (checked for every non-word character and a sample of the others).
+            if !((c as u32).is_multiple_of(61) || c < '\u{80}' || is_special(c)) {
+                continue;
+            }
+            for d in after {
+                let mut s = vec![b'x'];
+                s.extend_from_slice(&enc);
+                assert_eq!(walk(&off, &s), walk(&on, &s), "x{c:?}");
+                let mut s = enc.clone();
+                s.extend_from_slice(d.encode_utf8(&mut [0u8; 4]).as_bytes());
+                assert_eq!(walk(&off, &s), walk(&on, &s), "{c:?}{d:?}");
+            }
+        }
+        assert_eq!(refused, expected);
+        // U+001C-001F are in both sets: alone they are a complete control word, allowed.
+        for c in '\u{1C}'..='\u{1F}' {
+            assert_eq!(walk(&on, &[c as u8]), Some(vec![true]), "{c:?}");
+        }
+        assert!(on.provenance().contains("no leading whitespace"));
+        assert!(!off.provenance().contains("no leading whitespace"));
     }
 }

@@ -115,11 +115,7 @@ impl Tables {
             mask_bytes: masks.len() * 8,
             blob_bytes: HEADER_LEN + entry_bytes + masks.len() * 8 + n.div_ceil(8),
         };
-        let rule = if spec.rule == crate::spec::WordRule::default() {
-            "WeLT word rule (S = Python \\s, C = UTF8Tokenizer controls)".to_string()
-        } else {
-            "custom word rule".to_string()
-        };
+        let rule = spec.rule.describe();
         let provenance = format!(
             "kernels-gen {} from vocabulary {} ({} tokens); {}; max word length {}",
             env!("CARGO_PKG_VERSION"),

@@ -15,9 +15,24 @@
 //!   gets a leading space.
 //!
 //! The bytes of the first token of a word may differ from its bytes elsewhere; the generator
-//! keeps both ([`Vocabulary::set_first_tokens`]). Special added tokens are never generated,
-//! except EOS (found in the file by its usual names, or named by the caller) and named stop
-//! tokens, which end the word and are allowed wherever a new character could start. Decoders
+//! keeps both ([`Vocabulary::set_first_tokens`]). What that means for a word's first token,
+//! per decoder:
+//!
+//! - `Metaspace` with prepend scheme `first` or `always` (Unigram, e.g. T5-style): `▁the`
+//!   first is `the`;
+//! - `Replace ▁ -> space`, `ByteFallback`, `Fuse`, `Strip` of one leading space (Llama 2):
+//!   `▁the` first is `the`;
+//! - the same without `Strip` (Gemma 3): `▁the` first stays ` the`, a word that begins with a
+//!   space and so never stops by the word rule (see [`crate::WordRule::forbid_leading_whitespace`]);
+//! - `ByteLevel` (GPT-2, Llama 3, Qwen 3): `Ġthe` is ` the` everywhere, first too.
+//!
+//! Special added tokens are never generated, except EOS and named stop tokens, which end the
+//! word and are allowed wherever a new character could start. EOS is named by the caller or is
+//! the first *special* added token with a usual name ([`EOS_CANDIDATES`]); none is an error.
+//! PAD likewise ([`PAD_CANDIDATES`]), else EOS.
+//!
+//! Token ids: the vocabulary covers every id from 0 to the largest a token has (ids without a
+//! token are never allowed), below [`MAX_TOKEN_IDS`]; two tokens with one id are an error. Decoders
 //! that need to see the end of the word (`Strip` of trailing characters, the BPE suffix
 //! decoder) and models that cannot express arbitrary bytes (WordPiece, WordLevel) are errors
 //! naming what is unsupported.
@@ -31,7 +46,7 @@
 //! handled so (a multi-character `Replace`, a `Strip` of leading characters before `Fuse`)
 //! are errors.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::str::FromStr;
 
@@ -40,34 +55,45 @@ use tokenizers::models::ModelWrapper;
 use tokenizers::Tokenizer;
 
 use crate::spec::{Token, Vocabulary};
-use crate::{Error, Subject};
+use crate::{DecoderOptions, Error, Subject};
 
-/// Names EOS usually has, tried in order when the caller names none.
+/// Names EOS usually has, tried in order when the caller names none; only *special* added
+/// tokens are candidates (an ordinary token or a non-special added token spelled `</s>` is
+/// text, not EOS). Ends of documents come first, then ends of turns: a file with both (Qwen 3,
+/// Llama 3, Gemma 3) gets the end of document, and the report says which others are present.
 pub const EOS_CANDIDATES: &[&str] = &[
     "</s>",
     "<|endoftext|>",
     "<|end_of_text|>",
     "<eos>",
+    "<\u{ff5c}end\u{2581}of\u{2581}sentence\u{ff5c}>",
     "<|eos|>",
     "[EOS]",
     "<|im_end|>",
+    "<|eot_id|>",
+    "<end_of_turn>",
+    "<|end|>",
+    "<|EOT|>",
 ];
-/// Names PAD usually has, tried in order when the caller names none (then EOS, then id 0).
-pub const PAD_CANDIDATES: &[&str] = &["<pad>", "<|pad|>", "[PAD]", "<|finetune_right_pad_id|>"];
+/// Names PAD usually has, tried in order when the caller names none (then EOS); only
+/// special added tokens are candidates.
+pub const PAD_CANDIDATES: &[&str] = &[
+    "<pad>",
+    "<|pad|>",
+    "[PAD]",
+    "<|finetune_right_pad_id|>",
+    "<\u{ff5c}\u{2581}pad\u{2581}\u{ff5c}>",
+];
 
-/// What the caller says about a tokenizer's special tokens.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TokenizerOptions {
-    /// The EOS token's content (default: the first of [`EOS_CANDIDATES`] in the vocabulary).
-    pub eos: Option<String>,
-    /// The PAD token's content (default: the first of [`PAD_CANDIDATES`], else EOS, else 0).
-    pub pad: Option<String>,
-    /// More tokens that end the word when generated (e.g. `<|eot_id|>`).
-    pub stop_tokens: Vec<String>,
-}
+/// The largest token id a file may use, plus one. The vocabulary covers ids `0..=max id`
+/// (ids no token has are never allowed), and the generator keeps a few dozen bytes per id, so
+/// the id space is bounded before anything is allocated for it. The largest real
+/// vocabularies have about 262,000 ids.
+pub const MAX_TOKEN_IDS: u32 = 1 << 21;
 
-/// Reads `path` and builds its vocabulary.
-pub fn load_file(path: &Path, opts: &TokenizerOptions) -> Result<Vocabulary, Error> {
+/// Reads `path` and builds its vocabulary, with the EOS, PAD and stop tokens of `opts` (its
+/// other fields are not used here).
+pub fn load_file(path: &Path, opts: &DecoderOptions) -> Result<Vocabulary, Error> {
     let json = std::fs::read_to_string(path).map_err(|e| {
         Error::new(format!("cannot read tokenizer file {}: {e}", path.display())).about(Subject::Tokenizer)
     })?;
@@ -79,40 +105,80 @@ pub fn load_file(path: &Path, opts: &TokenizerOptions) -> Result<Vocabulary, Err
 }
 
 /// Builds the vocabulary of a `tokenizer.json` given as text; `label` names it in generated
-/// file headers.
-pub fn load_str(label: &str, json: &str, opts: &TokenizerOptions) -> Result<Vocabulary, Error> {
+/// file headers. Uses the EOS, PAD and stop tokens of `opts`.
+pub fn load_str(label: &str, json: &str, opts: &DecoderOptions) -> Result<Vocabulary, Error> {
     let (mut rest, mut first, tk, model, plan) = read(json).map_err(|e| e.about(Subject::Tokenizer))?;
     let id_of = |what: &str, name: &str, subject: Subject| -> Result<u32, Error> {
         tk.token_to_id(name).ok_or_else(|| {
             Error::new(format!("unknown {what} token `{name}`: not in the vocabulary")).about(subject)
         })
     };
+    // Special added tokens with a usual name, in the order of `names`.
+    let special = |names: &[&str]| -> Vec<(u32, String)> {
+        let added = tk.get_added_tokens_decoder();
+        let mut found: Vec<(usize, u32, String)> = added
+            .iter()
+            .filter(|(_, a)| a.special)
+            .filter_map(|(&id, a)| {
+                names
+                    .iter()
+                    .position(|n| *n == a.content)
+                    .map(|rank| (rank, id, a.content.clone()))
+            })
+            .collect();
+        found.sort();
+        found.into_iter().map(|(_, id, c)| (id, c)).collect()
+    };
+    let mut note = Vec::new();
     let eos = match &opts.eos {
-        Some(name) => Some(id_of("EOS", name, Subject::Eos)?),
-        None => EOS_CANDIDATES.iter().find_map(|n| tk.token_to_id(n)),
+        Some(name) => id_of("EOS", name, Subject::Eos)?,
+        None => {
+            let found = special(EOS_CANDIDATES);
+            let Some((id, _)) = found.first() else {
+                return Err(Error::new(format!(
+                    "no EOS token found: no special added token of the tokenizer is named {}; name it with \
+                     `eos = \"...\"` (macro), `.eos(\"...\")` (build script) or `--eos TOKEN` (CLI)",
+                    EOS_CANDIDATES.join(", ")
+                ))
+                .about(Subject::Eos));
+            };
+            note.push("EOS: the first special added token with a usual EOS name".to_string());
+            if found.len() > 1 {
+                let others: Vec<String> = found[1..].iter().map(|(i, c)| format!("{i} `{c}`")).collect();
+                note.push(format!(
+                    "also present, not stops unless named as stop tokens: {}",
+                    others.join(", ")
+                ));
+            }
+            *id
+        }
     };
     let pad = match &opts.pad {
         Some(name) => id_of("PAD", name, Subject::Pad)?,
-        None => PAD_CANDIDATES
-            .iter()
-            .find_map(|n| tk.token_to_id(n))
-            .or(eos)
-            .unwrap_or(0),
+        None => match special(PAD_CANDIDATES).first() {
+            Some((id, _)) => {
+                note.push("PAD: the first special added token with a usual PAD name".into());
+                *id
+            }
+            None => {
+                note.push("PAD: EOS, no special added token has a usual PAD name".into());
+                eos
+            }
+        },
     };
     // EOS ends the word and is allowed at every character boundary, as a special token is: its
     // own text is not part of the word even where the file does not mark it special.
-    if let Some(e) = eos {
-        let content = tk.id_to_token(e).unwrap_or_default();
-        rest[e as usize] = Token::Special(content.clone());
-        first[e as usize] = Token::Special(content);
-    }
+    let content = tk.id_to_token(eos).unwrap_or_default();
+    rest[eos as usize] = Token::Special(content.clone());
+    first[eos as usize] = Token::Special(content);
     let label = format!("{label} ({model}, decoder: {})", plan.describe());
-    let mut vocab = Vocabulary::new(label, rest, eos, pad)?;
+    let mut vocab = Vocabulary::new(label, rest, Some(eos), pad)?;
     vocab.set_first_tokens(first)?;
     vocab.forbid_chars(plan.forbidden.iter().copied());
     for (i, name) in opts.stop_tokens.iter().enumerate() {
         vocab.add_stop_token(id_of("stop", name, Subject::StopToken(i))?)?;
     }
+    vocab.set_roles_note(note.join("; "));
     Ok(vocab)
 }
 
@@ -133,17 +199,9 @@ fn read(json: &str) -> Result<Read, Error> {
         ModelWrapper::WordLevel(_) => return Err(unsupported_model("WordLevel")),
     };
     let plan = Plan::from_json(value.get("decoder").unwrap_or(&Value::Null))?;
+    let v = id_space(&value, &tk)?;
 
     let added = tk.get_added_tokens_decoder();
-    let v = added
-        .keys()
-        .map(|&id| id as usize + 1)
-        .chain([tk.get_vocab_size(true)])
-        .max()
-        .unwrap_or(0);
-    if v == 0 {
-        return Err(Error::new("the tokenizer has an empty vocabulary"));
-    }
     let mut rest = Vec::with_capacity(v);
     let mut first = Vec::with_capacity(v);
     for id in 0..v as u32 {
@@ -169,6 +227,75 @@ fn read(json: &str) -> Result<Read, Error> {
     }
 
     Ok((rest, first, tk, model, plan))
+}
+
+/// The number of token ids, `max id + 1`, after checking that no two model tokens share an id
+/// (the `tokenizers` crate would keep one of them, chosen by a randomly seeded hash map), that
+/// every added token has the id the file gives it (the crate gives an added token that is not
+/// a model token the next free id, whatever the file says), and that the id space is within
+/// [`MAX_TOKEN_IDS`].
+fn id_space(value: &Value, tk: &Tokenizer) -> Result<usize, Error> {
+    let mut by_id: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    for (token, id) in tk.get_vocab(false) {
+        by_id.entry(id).or_default().push(token);
+    }
+    if let Some((id, tokens)) = by_id.iter_mut().find(|(_, t)| t.len() > 1) {
+        tokens.sort();
+        let names: Vec<String> = tokens.iter().map(|t| format!("`{}`", t.escape_debug())).collect();
+        return Err(Error::new(format!(
+            "two tokens of the model vocabulary have id {id}: {}; every id must name one token",
+            names.join(" and ")
+        )));
+    }
+    for a in value
+        .get("added_tokens")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let content = a.get("content").and_then(Value::as_str).unwrap_or("");
+        let listed = a.get("id").and_then(Value::as_u64);
+        let given = tk.token_to_id(content).map(u64::from);
+        if listed.is_some() && listed != given {
+            return Err(Error::new(format!(
+                "added token `{}` is listed with id {}, but has id {} (an added token that is not a model \
+                 token takes the id after the largest so far; two added tokens cannot share one)",
+                content.escape_debug(),
+                listed.unwrap_or_default(),
+                given.map_or_else(|| "none".to_string(), |g| g.to_string())
+            )));
+        }
+    }
+    let model_at = |id: u32| by_id.get(&id).and_then(|t| t.first());
+    let decoder = tk.get_added_tokens_decoder();
+    let mut added: Vec<(u32, &str)> = decoder.iter().map(|(&id, a)| (id, a.content.as_str())).collect();
+    added.sort();
+    if let Some((id, content, model)) = added
+        .iter()
+        .find_map(|&(id, c)| model_at(id).filter(|m| *m != c).map(|m| (id, c, m)))
+    {
+        return Err(Error::new(format!(
+            "two tokens have id {id}: `{}` (model vocabulary) and `{}` (added token); every id must \
+             name one token",
+            model.escape_debug(),
+            content.escape_debug()
+        )));
+    }
+    let max = by_id
+        .keys()
+        .chain(decoder.keys())
+        .copied()
+        .max()
+        .ok_or_else(|| Error::new("the tokenizer has an empty vocabulary"))?;
+    if max >= MAX_TOKEN_IDS {
+        let name = tk.id_to_token(max).unwrap_or_default();
+        return Err(Error::new(format!(
+            "token `{}` has id {max}: welt supports ids below {MAX_TOKEN_IDS} (the vocabulary covers \
+             every id from 0 to the largest, and the largest real ones have about 262,000)",
+            name.escape_debug()
+        )));
+    }
+    Ok(max as usize + 1)
 }
 
 fn unsupported_model(kind: &str) -> Error {
@@ -556,6 +683,178 @@ mod tests {
         ] {
             let e = Plan::from_json(&serde_json::from_str(json).unwrap()).unwrap_err();
             assert!(e.message().contains(needle), "{e}");
+        }
+    }
+
+    /// A byte-fallback BPE `tokenizer.json`: `<0x00>`..`<0xFF>` at ids 0..=255, then `model`
+    /// (more model tokens by id) and `added` (id, content, special).
+    fn file(model: &[(&str, u64)], added: &[(u64, &str, bool)]) -> String {
+        let mut vocab: Vec<String> = (0..=255u8).map(|b| format!("\"<0x{b:02X}>\":{b}")).collect();
+        vocab.extend(
+            model
+                .iter()
+                .map(|(t, id)| format!("{}:{id}", Value::String(t.to_string()))),
+        );
+        let added: Vec<String> = added
+            .iter()
+            .map(|(id, c, special)| {
+                format!(
+                    r#"{{"id":{id},"content":{},"single_word":false,"lstrip":false,"rstrip":false,"normalized":false,"special":{special}}}"#,
+                    Value::String(c.to_string())
+                )
+            })
+            .collect();
+        format!(
+            r#"{{"version":"1.0","truncation":null,"padding":null,"added_tokens":[{}],"normalizer":null,
+"pre_tokenizer":null,"post_processor":null,
+"decoder":{{"type":"Sequence","decoders":[{{"type":"ByteFallback"}},{{"type":"Fuse"}}]}},
+"model":{{"type":"BPE","dropout":null,"unk_token":null,"continuing_subword_prefix":null,"end_of_word_suffix":null,
+"fuse_unk":false,"byte_fallback":true,"ignore_merges":false,"vocab":{{{}}},"merges":[]}}}}"#,
+            added.join(","),
+            vocab.join(",")
+        )
+    }
+
+    fn load(json: &str) -> Result<Vocabulary, Error> {
+        load_str("t.json", json, &DecoderOptions::default())
+    }
+
+    #[test]
+    fn the_vocabulary_covers_every_id_up_to_the_largest() {
+        // 258 tokens, one of them at id 300: ids 257..300 exist, the gap is never allowed.
+        let json = file(&[("xyz", 300)], &[(257, "</s>", true)]);
+        let v = load(&json).unwrap();
+        assert_eq!(v.len(), 301);
+        assert_eq!(v.tokens()[300], Token::Bytes(b"xyz".to_vec()));
+        assert!(matches!(&v.tokens()[280], Token::Special(s) if s.contains("unused")));
+        let t = crate::generate(&crate::DecoderSpec::new(v)).unwrap();
+        assert!(t.allows(t.start(), 300) && !t.allows(t.start(), 280));
+        // EOS named at the id past the count of tokens.
+        let o = DecoderOptions {
+            eos: Some("xyz".into()),
+            ..Default::default()
+        };
+        let v = load_str("t.json", &json, &o).unwrap();
+        assert_eq!(v.eos(), Some(300));
+        assert!(v.is_stop_token(300));
+        // Added tokens take the ids after the model's; one listed elsewhere is refused.
+        let v = load(&file(&[], &[(256, "</s>", true), (257, "<x>", true)])).unwrap();
+        assert_eq!(v.len(), 258);
+        let e = load(&file(&[], &[(256, "</s>", true), (1000, "<x>", true)])).unwrap_err();
+        assert!(e.message().contains("listed with id 1000, but has id 257"), "{e}");
+    }
+
+    #[test]
+    fn the_id_space_is_bounded_before_anything_is_allocated_for_it() {
+        for id in [1u64 << 31, 100_000_000, u64::from(MAX_TOKEN_IDS)] {
+            let e = load(&file(&[("xyz", id)], &[(257, "</s>", true)])).unwrap_err();
+            assert_eq!(e.subject(), Subject::Tokenizer);
+            assert!(e.message().contains(&format!("`xyz` has id {id}")), "{e}");
+            assert!(e.message().contains(&MAX_TOKEN_IDS.to_string()), "{e}");
+            let e = load(&file(&[], &[(256, "</s>", true), (id, "<far>", true)])).unwrap_err();
+            assert!(e.message().contains(&format!("listed with id {id}")), "{e}");
+        }
+        let last = u64::from(MAX_TOKEN_IDS) - 1;
+        assert_eq!(
+            load(&file(&[("xyz", last)], &[(257, "</s>", true)]))
+                .unwrap()
+                .len(),
+            MAX_TOKEN_IDS as usize
+        );
+    }
+
+    #[test]
+    fn two_tokens_with_one_id_are_refused() {
+        for (json, id) in [
+            (file(&[("b", 300), ("a", 300)], &[(258, "</s>", true)]), 300),
+            (file(&[("a", 65)], &[(257, "</s>", true)]), 65),
+            // The `tokenizers` crate gives an added token the id after the model's count.
+            (file(&[("z", 257)], &[(257, "</s>", true)]), 257),
+            (
+                file(
+                    &[],
+                    &[(256, "</s>", true), (257, "<y>", true), (257, "<x>", true)],
+                ),
+                257,
+            ),
+        ] {
+            let e = load(&json).unwrap_err();
+            assert_eq!(e.subject(), Subject::Tokenizer);
+            assert!(e.message().contains(&format!(" id {id}")), "{e}");
+            // The same message every time (no hash map order in it).
+            for _ in 0..8 {
+                assert_eq!(load(&json).unwrap_err(), e);
+            }
+        }
+        let e = load(&file(&[("b", 300), ("a", 300)], &[(258, "</s>", true)])).unwrap_err();
+        assert!(
+            e.message().contains("`a` and `b`") && e.message().contains("id 300"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn default_eos_and_pad_are_special_added_tokens_with_usual_names() {
+        let eos_pad = |json: &str| {
+            let v = load(json).unwrap();
+            (v.eos().unwrap(), v.pad(), v.roles())
+        };
+        // Qwen 3: an ordinary BPE token `</s>` is text; both ends of text are special.
+        let (eos, pad, roles) = eos_pad(&file(
+            &[("</s>", 256)],
+            &[(257, "<|endoftext|>", true), (258, "<|im_end|>", true)],
+        ));
+        assert_eq!((eos, pad), (257, 257));
+        assert!(
+            roles.contains("258 `<|im_end|>`"),
+            "the other end token is named: {roles}"
+        );
+        // Gemma 3: a non-special added `</s>`, the special `<eos>` and `<pad>`.
+        let (eos, pad, _) = eos_pad(&file(
+            &[],
+            &[(256, "</s>", false), (257, "<eos>", true), (258, "<pad>", true)],
+        ));
+        assert_eq!((eos, pad), (257, 258));
+        // DeepSeek-V3's names.
+        let (eos, pad, _) = eos_pad(&file(
+            &[],
+            &[
+                (256, "<\u{ff5c}begin\u{2581}of\u{2581}sentence\u{ff5c}>", true),
+                (257, "<\u{ff5c}end\u{2581}of\u{2581}sentence\u{ff5c}>", true),
+                (258, "<\u{ff5c}\u{2581}pad\u{2581}\u{ff5c}>", true),
+            ],
+        ));
+        assert_eq!((eos, pad), (257, 258));
+        // Llama 3 ends turns with another token; the end of text comes first.
+        let (eos, _, roles) = eos_pad(&file(
+            &[],
+            &[(256, "<|eot_id|>", true), (257, "<|end_of_text|>", true)],
+        ));
+        assert_eq!(eos, 257);
+        assert!(roles.contains("256 `<|eot_id|>`"), "{roles}");
+        // A named EOS that is an ordinary token becomes special (it ends the word).
+        let o = DecoderOptions {
+            eos: Some("</s>".into()),
+            ..Default::default()
+        };
+        let v = load_str("t.json", &file(&[("</s>", 256)], &[(257, "<pad>", true)]), &o).unwrap();
+        assert_eq!((v.eos(), v.pad()), (Some(256), 257));
+        assert_eq!(v.tokens()[256], Token::Special("</s>".into()));
+    }
+
+    #[test]
+    fn no_eos_found_says_how_to_name_one() {
+        for json in [
+            file(&[("</s>", 256)], &[(257, "<s>", true)]),
+            file(&[], &[(256, "</s>", false)]),
+        ] {
+            let e = load(&json).unwrap_err();
+            assert_eq!(e.subject(), Subject::Eos);
+            assert!(e.message().contains("no EOS token found"), "{e}");
+            assert!(
+                e.message().contains("--eos") && e.message().contains("eos = \"...\""),
+                "{e}"
+            );
         }
     }
 }
