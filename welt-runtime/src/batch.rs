@@ -2,10 +2,13 @@
 
 use crate::cpu::Avx512;
 use crate::error::{Error, ErrorKind};
-use crate::logit::{Logit, Rows};
+use crate::mask::{Logit, Rows};
 use crate::sequence::walk_prefix;
 use crate::tables::{split, Mask, Tables, DEAD};
 use crate::Decoder;
+
+#[cfg(target_arch = "x86_64")]
+mod passes;
 
 /// The first pass of `advance` (the portable code, and the rows after the AVX-512 blocks):
 /// each row's entry into `entries`, and the first running row whose token is out of range or
@@ -92,10 +95,10 @@ fn restart_rows(
 fn gather_for<'t>(avx: Option<Avx512>, tables: &Tables<'t>, rows: usize) -> Simd<'t> {
     #[cfg(target_arch = "x86_64")]
     {
-        if rows < crate::batch_simd::N {
+        if rows < crate::batch::passes::N {
             return None;
         }
-        avx.and(crate::batch_simd::Gather::new(tables))
+        avx.and(crate::batch::passes::Gather::new(tables))
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -146,7 +149,7 @@ pub struct WordBatch<'t> {
 }
 
 #[cfg(target_arch = "x86_64")]
-type Simd<'t> = Option<crate::batch_simd::Gather<'t>>;
+type Simd<'t> = Option<crate::batch::passes::Gather<'t>>;
 #[cfg(not(target_arch = "x86_64"))]
 type Simd<'t> = Option<std::marker::PhantomData<&'t ()>>;
 
@@ -238,7 +241,7 @@ impl<'t> WordBatch<'t> {
             width: self.tables.mask_bytes(),
             stride: row_stride,
         };
-        crate::logit::mask_rows(self.avx, logits, v, rows);
+        crate::mask::mask_rows(self.avx, logits, v, rows);
         Ok(())
     }
 
@@ -273,7 +276,7 @@ impl<'t> WordBatch<'t> {
         #[cfg(target_arch = "x86_64")]
         if let (Some(avx), Some(g)) = (self.avx, self.simd) {
             let (rows, bad) =
-                crate::batch_simd::lookup(avx, &g, tokens, &self.state, &self.finished, &mut self.entries);
+                crate::batch::passes::lookup(avx, &g, tokens, &self.state, &self.finished, &mut self.entries);
             done = rows;
             bad_at = bad.unwrap_or(usize::MAX);
         }
@@ -309,7 +312,7 @@ impl<'t> WordBatch<'t> {
         let (mut done, mut newly_finished) = (0, 0);
         #[cfg(target_arch = "x86_64")]
         if let (Some(avx), Some(_)) = (self.avx, self.simd) {
-            let rows = crate::batch_simd::Rows {
+            let rows = crate::batch::passes::Rows {
                 tokens,
                 entries: &self.entries,
                 state: &mut self.state,
@@ -317,7 +320,7 @@ impl<'t> WordBatch<'t> {
                 stopped: &mut self.stopped,
                 finished: &mut self.finished,
             };
-            (done, newly_finished) = crate::batch_simd::commit(avx, rows, max_len, pad);
+            (done, newly_finished) = crate::batch::passes::commit(avx, rows, max_len, pad);
         }
         let d = done.min(b);
         newly_finished += commit_rows(
@@ -389,7 +392,7 @@ impl<'t> WordBatch<'t> {
         let (mut done, mut restarted) = (0, 0);
         #[cfg(target_arch = "x86_64")]
         if let (Some(avx), Some(_)) = (self.avx, self.simd) {
-            (done, restarted) = crate::batch_simd::restart(
+            (done, restarted) = crate::batch::passes::restart(
                 avx,
                 &mut self.state,
                 &mut self.len,

@@ -39,8 +39,6 @@
 extern crate self as welt_runtime;
 
 mod batch;
-#[cfg(target_arch = "x86_64")]
-mod batch_simd;
 mod cpu;
 #[cfg(feature = "cuda")]
 #[allow(unsafe_code)]
@@ -48,7 +46,7 @@ pub mod cuda;
 mod error;
 #[cfg(feature = "candle")]
 pub mod generate;
-mod logit;
+mod mask;
 mod sampling;
 mod sequence;
 mod tables;
@@ -57,7 +55,7 @@ pub use batch::WordBatch;
 pub use error::{Error, ErrorKind};
 #[cfg(feature = "candle")]
 pub use generate::{Constraint, GenerateError, GenerationStats, MaskOp, Word, WordGenerator, WordModel};
-pub use logit::Logit;
+pub use mask::Logit;
 pub use sampling::{philox4x32_10, philox_uniform, Sampler};
 pub use sequence::Sequence;
 pub use tables::{Mask, Tables, Walk, DEAD};

@@ -15,7 +15,7 @@
 //! The GPU sums in another order and uses a fast `exp`, so on rare draws that land within
 //! rounding of a boundary the two may pick neighbouring tokens; greedy is exact.
 
-use crate::logit::Logit;
+use crate::mask::Logit;
 
 /// How to choose a token.
 #[derive(Debug, Clone, Copy, PartialEq)]
