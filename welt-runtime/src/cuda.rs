@@ -226,7 +226,7 @@ impl CudaDecoder {
     }
 
     /// Loads decoder `D` on the stream of a candle CUDA device (feature `candle-cuda`), for
-    /// [`crate::generate::DeviceMaskOp`] on that device's tensors.
+    /// [`crate::DeviceMaskOp`] on that device's tensors.
     #[cfg(feature = "candle-cuda")]
     pub fn for_candle<D: Decoder>(device: &candle_core::CudaDevice) -> Result<CudaDecoder, CudaError> {
         CudaDecoder::on_stream(D::TABLES, D::CUDA_SOURCE, None, device.cuda_stream())

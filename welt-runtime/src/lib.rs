@@ -30,7 +30,7 @@
 //! or when EOS is generated.
 
 // `unsafe` is allowed in three modules only, every use with a SAFETY comment and a test: the
-// AVX-512 masked stores of the mask (`logit`) and the AVX-512 advance (`batch_simd`), both on
+// AVX-512 masked stores of the mask (`mask`) and the AVX-512 passes of the batch (`batch`), both on
 // x86-64 after run-time CPU feature detection, and the CUDA module (kernel launches,
 // `DeviceRepr` for the ABI structs).
 #![deny(unsafe_code)]
@@ -45,7 +45,9 @@ mod cpu;
 pub mod cuda;
 mod error;
 #[cfg(feature = "candle")]
-pub mod generate;
+mod generate;
+#[cfg(feature = "candle")]
+mod mask_op;
 mod mask;
 mod sampling;
 mod sequence;
@@ -54,7 +56,11 @@ mod tables;
 pub use batch::WordBatch;
 pub use error::{Error, ErrorKind};
 #[cfg(feature = "candle")]
-pub use generate::{Constraint, GenerateError, GenerationStats, MaskOp, Word, WordGenerator, WordModel};
+pub use generate::{Constraint, GenerateError, GenerationStats, Word, WordGenerator, WordModel};
+#[cfg(feature = "candle-cuda")]
+pub use mask_op::DeviceMaskOp;
+#[cfg(feature = "candle")]
+pub use mask_op::MaskOp;
 pub use mask::Logit;
 pub use sampling::{philox4x32_10, philox_uniform, Sampler};
 pub use sequence::Sequence;

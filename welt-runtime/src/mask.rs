@@ -51,7 +51,7 @@ impl sealed::Sealed for half::bf16 {
 /// `states[r]`, whose mask is the `width` bytes at `states[r] * width` in `masks`; rows whose
 /// `finished` flag is set are left alone.
 #[derive(Clone, Copy)]
-pub(crate) struct Rows<'a> {
+pub(crate) struct MaskRows<'a> {
     pub states: &'a [u16],
     pub finished: &'a [bool],
     pub masks: &'a [u8],
@@ -59,7 +59,7 @@ pub(crate) struct Rows<'a> {
     pub stride: usize,
 }
 
-impl Rows<'_> {
+impl MaskRows<'_> {
     /// Calls `f(row logits, row mask)` for every running row. A row or a mask past its buffer
     /// (which the callers rule out) is skipped: never a panic, never an access out of bounds.
     #[inline(always)]
@@ -89,7 +89,7 @@ impl Rows<'_> {
 /// which states the rows are in (`welt bench`, B = 32: the mask went from 14 to about 6 ns
 /// per 256-logit row). Elsewhere, the portable [`mask_row`].
 #[inline]
-pub(crate) fn mask_rows<L: Logit>(avx: Option<Avx512>, logits: &mut [L], v: usize, rows: Rows<'_>) {
+pub(crate) fn mask_rows<L: Logit>(avx: Option<Avx512>, logits: &mut [L], v: usize, rows: MaskRows<'_>) {
     if let Some(avx) = avx {
         #[cfg(target_arch = "x86_64")]
         return x86::mask_rows(avx, logits, v, rows);
@@ -103,7 +103,7 @@ pub(crate) fn mask_rows<L: Logit>(avx: Option<Avx512>, logits: &mut [L], v: usiz
 #[inline]
 pub(crate) fn mask_one<L: Logit>(row: &mut [L], mask: &[u8]) {
     let v = row.len();
-    let rows = Rows {
+    let rows = MaskRows {
         states: &[0],
         finished: &[false],
         masks: mask,
@@ -185,12 +185,12 @@ fn forbid_bits<L: Logit>(chunk: &mut [L], mut forbid: u64) {
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod x86 {
-    use super::{Avx512, Logit, Rows};
+    use super::{Avx512, Logit, MaskRows};
     use std::arch::x86_64::*;
     use std::mem::size_of;
 
     #[inline]
-    pub(super) fn mask_rows<L: Logit>(_: Avx512, logits: &mut [L], v: usize, rows: Rows<'_>) {
+    pub(super) fn mask_rows<L: Logit>(_: Avx512, logits: &mut [L], v: usize, rows: MaskRows<'_>) {
         // SAFETY: the CPU has the features these functions enable (an `Avx512` exists).
         unsafe {
             match size_of::<L>() {
@@ -201,12 +201,12 @@ mod x86 {
         }
     }
 
-    /// [`Rows::each`] with the bounds checked once for the batch instead of twice per row
+    /// [`MaskRows::each`] with the bounds checked once for the batch instead of twice per row
     /// (the per-row range checks were about a fifth of the masking time of a 256-logit row).
     /// Rows past the logits or a batch with no whole mask are not masked at all: never an
     /// access out of bounds.
     #[inline(always)]
-    fn each_row<L>(rows: Rows<'_>, logits: &mut [L], v: usize, mut f: impl FnMut(&mut [L], &[u8])) {
+    fn each_row<L>(rows: MaskRows<'_>, logits: &mut [L], v: usize, mut f: impl FnMut(&mut [L], &[u8])) {
         let b = rows.states.len().min(rows.finished.len());
         let masks = rows.masks.len().checked_div(rows.width).unwrap_or(0);
         let need = b
@@ -282,7 +282,7 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx512f,avx512bw")]
-    unsafe fn rows16<L: Logit>(logits: &mut [L], v: usize, rows: Rows<'_>) {
+    unsafe fn rows16<L: Logit>(logits: &mut [L], v: usize, rows: MaskRows<'_>) {
         debug_assert_eq!(size_of::<L>(), 2);
         let neg = _mm512_set1_epi16(L::NEG_INFINITY_BITS as u16 as i16);
         each_row(rows, logits, v, |r, mask| {
@@ -295,7 +295,7 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx512f")]
-    unsafe fn rows32<L: Logit>(logits: &mut [L], v: usize, rows: Rows<'_>) {
+    unsafe fn rows32<L: Logit>(logits: &mut [L], v: usize, rows: MaskRows<'_>) {
         debug_assert_eq!(size_of::<L>(), 4);
         let neg = _mm512_set1_epi32(L::NEG_INFINITY_BITS as u32 as i32);
         each_row(rows, logits, v, |r, mask| {
@@ -307,7 +307,7 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx512f")]
-    unsafe fn rows64<L: Logit>(logits: &mut [L], v: usize, rows: Rows<'_>) {
+    unsafe fn rows64<L: Logit>(logits: &mut [L], v: usize, rows: MaskRows<'_>) {
         debug_assert_eq!(size_of::<L>(), 8);
         let neg = _mm512_set1_epi64(L::NEG_INFINITY_BITS as i64);
         each_row(rows, logits, v, |r, mask| {
@@ -372,7 +372,7 @@ mod tests {
                 let mut got = buf.clone();
                 let all: Vec<u8> = masks.concat();
                 let states: Vec<u16> = (0..rows as u16).collect();
-                let batch = Rows {
+                let batch = MaskRows {
                     states: &states,
                     finished: &finished,
                     masks: &all,
