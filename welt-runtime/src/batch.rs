@@ -2,7 +2,7 @@
 
 use crate::cpu::Avx512;
 use crate::error::{Error, ErrorKind};
-use crate::mask::{Logit, MaskRows};
+use crate::mask::{min_logits_len, Logit, MaskRows};
 use crate::sequence::walk_prefix;
 use crate::tables::{Mask, Tables, DEAD};
 use crate::Decoder;
@@ -119,15 +119,9 @@ impl<'t> WordBatch<'t> {
     pub fn apply_mask_strided<L: Logit>(&self, logits: &mut [L], row_stride: usize) -> Result<(), Error> {
         let v = self.tables.vocab_size();
         let b = self.state.len();
-        if row_stride < v {
-            return Err(Error::new(ErrorKind::StrideTooSmall {
-                stride: row_stride,
-                vocab: v as u32,
-            }));
-        }
+        let min = min_logits_len(b, row_stride, v, logits.len())?;
         let full = b.checked_mul(row_stride);
-        let min = (b - 1).checked_mul(row_stride).and_then(|x| x.checked_add(v));
-        if Some(logits.len()) != full && Some(logits.len()) != min {
+        if logits.len() != min && Some(logits.len()) != full {
             return Err(Error::new(ErrorKind::LogitsSize {
                 expected: full.unwrap_or(usize::MAX),
                 got: logits.len(),

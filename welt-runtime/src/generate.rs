@@ -232,7 +232,8 @@ impl<'t, M: WordModel> WordGenerator<M, WordBatch<'t>> {
 
 impl<M: WordModel, C: Constraint> WordGenerator<M, C> {
     /// A generator with any constraint over a `vocab`-token vocabulary; finished rows feed
-    /// `pad` to the model.
+    /// `pad` to the model. `Err` if the model's vocabulary is not `vocab`, or for an invalid
+    /// sampler ([`Sampler::check`]).
     pub fn with_constraint(
         model: M,
         constraint: C,
@@ -246,6 +247,7 @@ impl<M: WordModel, C: Constraint> WordGenerator<M, C> {
                 model: model.vocab_size(),
             }));
         }
+        sampler.check()?;
         let b = constraint.batch_size();
         Ok(WordGenerator {
             model,
@@ -282,9 +284,12 @@ impl<M: WordModel, C: Constraint> WordGenerator<M, C> {
     pub fn stats(&self) -> GenerationStats {
         self.stats
     }
-    /// Sets how tokens are chosen (the per-row draw counters go on).
-    pub fn set_sampler(&mut self, sampler: Sampler) {
+    /// Sets how tokens are chosen (the per-row draw counters go on). `Err` for an invalid
+    /// sampler ([`Sampler::check`]), with nothing changed.
+    pub fn set_sampler(&mut self, sampler: Sampler) -> Result<(), Error> {
+        sampler.check()?;
         self.sampler = sampler;
+        Ok(())
     }
 
     /// Generates one word in every row: starts the model (with `condition`, `[B, hidden]`, if
@@ -362,12 +367,12 @@ impl<M: WordModel, C: Constraint> WordGenerator<M, C> {
             let row_logits = &v[row * self.vocab..(row + 1) * self.vocab];
             *tok = self
                 .sampler
-                .choose(row_logits, row as u32, self.draws[row])
+                .choose(row_logits, row as u32, self.draws[row])?
                 .ok_or_else(|| {
                     candle_core::Error::Msg(format!("row {row}: no allowed token has a finite logit"))
                 })?;
             // Each sampled token uses one draw of the row's random stream (greedy uses none).
-            if self.sampler.temperature > 0.0 {
+            if !self.sampler.is_greedy() {
                 self.draws[row] = self.draws[row].wrapping_add(1);
             }
         }

@@ -1,6 +1,9 @@
-//! The element types a logits buffer may have.
+//! The mask: `-inf` into the logits of forbidden tokens, row by row, for every element type a
+//! logits buffer may have ([`Logit`]). The portable code and, on x86-64 with AVX-512, its
+//! masked-store twin ([`x86`]), which the tests hold to the portable code bit for bit.
 
 use crate::cpu::Avx512;
+use crate::error::{Error, ErrorKind};
 
 /// A logit type the mask can be applied to: `f32`, `f64`, `half::f16`, `half::bf16`.
 pub trait Logit: Copy + sealed::Sealed + 'static {
@@ -45,6 +48,33 @@ impl Logit for half::bf16 {
 }
 impl sealed::Sealed for half::bf16 {
     const NEG_INFINITY_BITS: u64 = half::bf16::NEG_INFINITY.to_bits() as u64;
+}
+
+/// The shortest logits buffer that holds `batch` rows of `vocab` logits, row `i` at
+/// `i * row_stride`: `(batch - 1) * row_stride + vocab`. `Err` for a stride shorter than a row,
+/// or a size past `usize` (the logits of such a batch cannot exist; `expected` is then
+/// `usize::MAX`, and `got` the length of the caller's buffer). A batch has at least one row: 0
+/// counts as 1.
+pub(crate) fn min_logits_len(
+    batch: usize,
+    row_stride: usize,
+    vocab: usize,
+    got: usize,
+) -> Result<usize, Error> {
+    if row_stride < vocab {
+        return Err(Error::new(ErrorKind::StrideTooSmall {
+            stride: row_stride,
+            vocab: u32::try_from(vocab).unwrap_or(u32::MAX),
+        }));
+    }
+    batch
+        .saturating_sub(1)
+        .checked_mul(row_stride)
+        .and_then(|x| x.checked_add(vocab))
+        .ok_or(Error::new(ErrorKind::LogitsSize {
+            expected: usize::MAX,
+            got,
+        }))
 }
 
 /// The rows of a batch to mask: row `r` (at `r * stride` in the logits) has state
@@ -322,6 +352,32 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The size check of the CPU and CUDA masks: exact where it fits, an `Err` (never a
+    /// wrapped size that a short buffer would pass) where `(B - 1) * stride + V` overflows.
+    #[test]
+    fn min_logits_len_is_checked() {
+        assert_eq!(min_logits_len(3, 260, 256, 0), Ok(2 * 260 + 256));
+        assert_eq!(min_logits_len(1, usize::MAX, 256, 0), Ok(256));
+        let e = min_logits_len(2, 255, 256, 7).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::StrideTooSmall { stride: 255, vocab: 256 });
+        for (b, stride, v) in [
+            (2, usize::MAX, 256),
+            (u32::MAX as usize, usize::MAX / 1000, 256),
+            (3, usize::MAX / 2, 256),
+            (2, usize::MAX - 10, usize::MAX - 10),
+        ] {
+            let e = min_logits_len(b, stride, v, 1000).unwrap_err();
+            assert_eq!(
+                e.kind(),
+                ErrorKind::LogitsSize {
+                    expected: usize::MAX,
+                    got: 1000
+                },
+                "B={b} stride={stride} V={v}"
+            );
+        }
+    }
 
     fn splitmix(z: &mut u64) -> u64 {
         *z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
