@@ -500,7 +500,11 @@ impl<'d> DeviceBatch<'d> {
             error: error as *mut u32,
             // The kernel's greedy test is `temperature <= 0`: a sampler that is greedy by
             // `Sampler::is_greedy` (a subnormal temperature) goes as 0, as on the CPU.
-            temperature: if sampler.is_greedy() { 0.0 } else { sampler.temperature },
+            temperature: if sampler.is_greedy() {
+                0.0
+            } else {
+                sampler.temperature
+            },
             top_k: sampler.top_k,
             top_p: sampler.top_p,
             seed: sampler.seed,
@@ -593,7 +597,10 @@ fn device_word_len(n: u32) -> Result<u32, Error> {
         return Err(Error::new(crate::ErrorKind::ZeroWordLength));
     }
     if n > limit {
-        return Err(Error::new(crate::ErrorKind::WordLengthTooLong { max_len: n, limit }));
+        return Err(Error::new(crate::ErrorKind::WordLengthTooLong {
+            max_len: n,
+            limit,
+        }));
     }
     Ok(n)
 }

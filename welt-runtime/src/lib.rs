@@ -46,9 +46,9 @@ pub mod cuda;
 mod error;
 #[cfg(feature = "candle")]
 mod generate;
+mod mask;
 #[cfg(feature = "candle")]
 mod mask_op;
-mod mask;
 mod sampling;
 mod sequence;
 mod tables;
@@ -57,11 +57,11 @@ pub use batch::WordBatch;
 pub use error::{Error, ErrorKind};
 #[cfg(feature = "candle")]
 pub use generate::{Constraint, GenerateError, GenerationStats, Word, WordGenerator, WordModel};
+pub use mask::Logit;
 #[cfg(feature = "candle-cuda")]
 pub use mask_op::DeviceMaskOp;
 #[cfg(feature = "candle")]
 pub use mask_op::MaskOp;
-pub use mask::Logit;
 pub use sampling::{philox4x32_10, philox_uniform, Sampler};
 pub use sequence::Sequence;
 pub use tables::{Mask, Tables, Walk, DEAD};

@@ -360,7 +360,13 @@ mod tests {
         assert_eq!(min_logits_len(3, 260, 256, 0), Ok(2 * 260 + 256));
         assert_eq!(min_logits_len(1, usize::MAX, 256, 0), Ok(256));
         let e = min_logits_len(2, 255, 256, 7).unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::StrideTooSmall { stride: 255, vocab: 256 });
+        assert_eq!(
+            e.kind(),
+            ErrorKind::StrideTooSmall {
+                stride: 255,
+                vocab: 256
+            }
+        );
         for (b, stride, v) in [
             (2, usize::MAX, 256),
             (u32::MAX as usize, usize::MAX / 1000, 256),

@@ -308,7 +308,11 @@ mod tests {
             assert!(s.is_greedy(), "{t}");
             for draw in 0..20 {
                 assert_eq!(s.choose(&[1.0f32, 3.0, -2.0, 2.0], 0, draw), Ok(Some(1)), "{t}");
-                assert_eq!(s.choose(&[-1.0f32, -0.5, f32::NEG_INFINITY], 0, draw), Ok(Some(1)), "{t}");
+                assert_eq!(
+                    s.choose(&[-1.0f32, -0.5, f32::NEG_INFINITY], 0, draw),
+                    Ok(Some(1)),
+                    "{t}"
+                );
             }
         }
         assert!(!Sampler::with_temperature(Sampler::GREEDY_BELOW, 1).is_greedy());
@@ -365,7 +369,12 @@ mod tests {
             assert!(matches!(e.kind(), ErrorKind::InvalidSampler(_)), "{s:?}");
             assert_eq!(s.choose(&[0.0f32, 1.0], 0, 0), Err(e), "{s:?}");
         }
-        for (temperature, top_k, top_p) in [(0.0, 0, 1.0), (1e-45, 7, 1e-30), (5.0, u32::MAX, 0.5), (f32::MAX, 1, 1.0)] {
+        for (temperature, top_k, top_p) in [
+            (0.0, 0, 1.0),
+            (1e-45, 7, 1e-30),
+            (5.0, u32::MAX, 0.5),
+            (f32::MAX, 1, 1.0),
+        ] {
             let s = Sampler {
                 temperature,
                 top_k,

@@ -285,7 +285,8 @@ fn an_invalid_sampler_is_refused_and_a_subnormal_temperature_is_greedy() {
     assert!(matches!(e.kind(), ErrorKind::InvalidSampler(_)), "{e}");
 
     let words = |sampler: Sampler| {
-        let mut g = WordGenerator::new(Scripted::new(&[b"ab ", b"xyz "]), Utf8Words::TABLES, 2, sampler).unwrap();
+        let mut g =
+            WordGenerator::new(Scripted::new(&[b"ab ", b"xyz "]), Utf8Words::TABLES, 2, sampler).unwrap();
         let top_p = Sampler {
             top_p: -5.0,
             ..sampler

@@ -362,7 +362,8 @@ mod avx512 {
             let at = _mm512_add_epi32(entries_at, _mm512_slli_epi32::<1>(index));
             // SAFETY: state < states and col < width, so `at` is an entry's offset (`Gather`).
             let e = _mm512_and_si512(unsafe { _mm512_i32gather_epi32::<1>(at, base.cast()) }, low16);
-            let dead: __mmask16 = _mm512_cmpeq_epi32_mask(_mm512_and_si512(e, next_bits), _mm512_setzero_si512());
+            let dead: __mmask16 =
+                _mm512_cmpeq_epi32_mask(_mm512_and_si512(e, next_bits), _mm512_setzero_si512());
             // SAFETY: as for the loads above.
             unsafe { _mm256_storeu_si256(entries.as_mut_ptr().add(i).cast(), _mm512_cvtepi32_epi16(e)) };
             let bad = !done & (!in_range | dead);
@@ -388,7 +389,13 @@ mod avx512 {
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    fn commit_avx512(r: &mut BatchRows<'_>, tokens: &mut [u32], entries: &[u16], max_len: u32, pad: u32) -> (usize, usize) {
+    fn commit_avx512(
+        r: &mut BatchRows<'_>,
+        tokens: &mut [u32],
+        entries: &[u16],
+        max_len: u32,
+        pad: u32,
+    ) -> (usize, usize) {
         let n = [
             tokens.len(),
             entries.len(),
