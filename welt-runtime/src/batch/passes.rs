@@ -6,7 +6,8 @@
 //!
 //! Why the twins: the table lookup of 16 rows is one gather, and their bookkeeping a few
 //! vector instructions, where the portable code spends a load, a lookup and several stores per
-//! row; at the batch sizes `welt bench` measures that was more than half of welt's whole step.
+//! row; at the batch sizes `welt bench` measures, the portable passes alone take more than half
+//! of welt's whole step.
 //!
 //! Every pass is free of branches on the rows' data (a finished row looks up a harmless entry
 //! and ignores it): which rows finish is unpredictable, and a branch per row cost more than
@@ -44,7 +45,7 @@ fn tail_mut<T>(x: &mut [T], from: usize) -> &mut [T] {
     &mut x[from..]
 }
 
-/// What the AVX-512 twins need, for a batch where they run (see [`simd_for`]).
+/// What the AVX-512 twins need, for a batch where they run (see [`gather_for`]).
 #[cfg(target_arch = "x86_64")]
 pub(super) use avx512::Simd;
 /// Never made off x86-64.
