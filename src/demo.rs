@@ -11,8 +11,8 @@ use std::error::Error;
 use std::io::Write;
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor};
 use crate::Utf8Words;
+use candle_core::{DType, Device, Tensor};
 use welt_runtime::{Decoder, Sampler, WordGenerator};
 
 use crate::model::{ByteLlama, LlamaConfig};

@@ -20,11 +20,11 @@
 
 use std::time::Instant;
 
+use crate::Utf8Words;
 use half::{bf16, f16};
 use serde_json::json;
-use crate::Utf8Words;
-use welt_runtime::cuda::{CudaDecoder, CudaError, DeviceBatch, DeviceLogit, Sampling};
-use welt_runtime::{Decoder, OwnedTables, Tables, WordBatch};
+use welt_runtime::cuda::{CudaDecoder, CudaError, DeviceBatch, DeviceLogit};
+use welt_runtime::{Decoder, OwnedTables, Sampler, Tables, WordBatch};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -139,7 +139,7 @@ fn check<E: Elem>(dec: &CudaDecoder, t: &Tables<'_>, batch: usize, rng: &mut Rng
         // fused greedy step on unmasked logits, next tokens poisoned first
         let dev = stream.clone_htod(&host)?;
         gpu.fill_next_tokens(u32::MAX)?;
-        gpu.step(&dev, v, &Sampling::greedy())?;
+        gpu.step(&dev, v, &Sampler::GREEDY)?;
         gpu.check_error()?;
         let state = gpu.download()?;
         let before_finished = cpu.finished().to_vec();
@@ -222,13 +222,7 @@ fn check_advance_and_sampling(
     }
     // Sampling: reproducible with a seed, only allowed tokens, and the same draws as the CPU
     // sampler (which runs the kernel's algorithm; see welt_runtime::Sampler).
-    let sampling = Sampling {
-        temperature: 0.8,
-        top_k: 40,
-        top_p: 0.9,
-        seed: 1234,
-    };
-    let sampler = welt_runtime::Sampler {
+    let sampler = Sampler {
         temperature: 0.8,
         top_k: 40,
         top_p: 0.9,
@@ -242,8 +236,8 @@ fn check_advance_and_sampling(
     let (mut agree, mut total) = (0usize, 0usize);
     for draw in 0..4u32 {
         let was_finished = cpu.finished().to_vec();
-        a.step(&dev, v, &sampling)?;
-        b.step(&dev, v, &sampling)?;
+        a.step(&dev, v, &sampler)?;
+        b.step(&dev, v, &sampler)?;
         a.check_error()?;
         b.check_error()?;
         let (sa, sb) = (a.download()?, b.download()?);
@@ -261,7 +255,7 @@ fn check_advance_and_sampling(
                 return Err(format!("sampling chose forbidden token {tok} in row {r}").into());
             }
             total += 1;
-            agree += usize::from(sampler.choose(&masked[r * v..(r + 1) * v], r as u32, draw) == Some(tok));
+            agree += usize::from(sampler.choose(&masked[r * v..(r + 1) * v], r as u32, draw)? == Some(tok));
         }
         let mut tokens = sa.next_tokens.clone();
         cpu.advance(&mut tokens)?;
@@ -312,13 +306,13 @@ fn timings(dec: &CudaDecoder, t: &Tables<'_>, batch: usize, reps: usize) -> Resu
     let tokens = stream.clone_htod(&vec![a as u32; batch])?;
     let mut gb = DeviceBatch::new(dec, batch)?;
     gb.set_max_word_len(u32::from(u16::MAX))?;
-    let step = time_us(dec, reps, || gb.step(&logits, v, &Sampling::greedy()))?;
+    let step = time_us(dec, reps, || gb.step(&logits, v, &Sampler::GREEDY))?;
     let advance = time_us(dec, reps, || gb.advance(&tokens))?;
     let sampled = time_us(dec, reps, || {
         gb.step(
             &logits,
             v,
-            &Sampling {
+            &Sampler {
                 temperature: 0.8,
                 top_k: 40,
                 top_p: 0.9,
@@ -326,7 +320,7 @@ fn timings(dec: &CudaDecoder, t: &Tables<'_>, batch: usize, reps: usize) -> Resu
             },
         )
     })?;
-    let graph = gb.capture_step(&logits, v, &Sampling::greedy())?;
+    let graph = gb.capture_step(&logits, v, &Sampler::GREEDY)?;
     let step_graph = time_us(dec, reps, || graph.launch())?;
     let running = gb.running()?;
     if running as usize != batch {

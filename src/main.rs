@@ -415,6 +415,7 @@ fn demo(mut parser: lexopt::Parser) -> Result<()> {
             _ => return Err(arg.unexpected().into()),
         }
     }
+    o.sampler.check()?;
     welt::demo::run(&o)
 }
 

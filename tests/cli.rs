@@ -712,3 +712,34 @@ fn stats_name_the_special_tokens() {
         .expect("a special tokens line");
     assert!(line.contains("EOS 3") && line.contains("PAD 0"), "{line}");
 }
+
+/// `welt demo`'s sampling flags out of their range (`Sampler::check`) exit 2 with the reason,
+/// before any model is built; they used to be taken as greedy or as "top-p off".
+#[test]
+fn demo_refuses_sampling_settings_out_of_range() {
+    for (flag, value, needle) in [
+        ("--temperature", "NaN", "temperature"),
+        ("--temperature", "-1", "temperature"),
+        ("--temperature", "inf", "temperature"),
+        ("--top-p", "NaN", "top-p"),
+        ("--top-p", "-5", "top-p"),
+        ("--top-p", "0", "top-p"),
+    ] {
+        let out = welt(&["demo", "--words", "1", flag, value]);
+        let what = format!("demo {flag} {value}");
+        assert_eq!(out.status.code(), Some(2), "{what}: {}", text(&out.stderr));
+        assert_fails_with(&out, &["invalid sampling settings", needle], &what);
+    }
+}
+
+/// A temperature too small for `1 / T` to be finite is greedy: the same words as `--greedy`
+/// (it used to scale every logit to +-inf and take the first token that overflowed).
+#[test]
+fn demo_with_a_subnormal_temperature_is_greedy() {
+    let greedy = welt(&["demo", "--words", "1", "--greedy"]);
+    assert!(greedy.status.success(), "{}", text(&greedy.stderr));
+    let tiny = welt(&["demo", "--words", "1", "--temperature", "1e-45"]);
+    assert!(tiny.status.success(), "{}", text(&tiny.stderr));
+    assert!(!greedy.stdout.is_empty());
+    assert_eq!(text(&tiny.stdout), text(&greedy.stdout));
+}

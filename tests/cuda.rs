@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use welt_runtime::cuda::{
-    compile_ptx, driver_present, nvrtc_present, CudaDecoder, CudaErrorKind, DeviceBatch, Sampling,
+    compile_ptx, driver_present, nvrtc_present, CudaDecoder, CudaErrorKind, DeviceBatch,
 };
 use welt_runtime::{welt_decoder, Decoder, Utf8Words, WordBatch};
 
@@ -251,7 +251,7 @@ fn a_batch_past_the_grid_limit_runs_every_row() {
     }
     // Every row starts in the same state with the same logits: one greedy choice for all.
     let logits = stream.clone_htod(&host).unwrap();
-    gpu.step(&logits, v, &Sampling::greedy()).unwrap();
+    gpu.step(&logits, v, &welt_runtime::Sampler::GREEDY).unwrap();
     gpu.check_error().unwrap();
     let next = stream.clone_dtoh(gpu.next_tokens()).unwrap();
     assert!(next[..batch].iter().all(|&t| t == next[0]), "rows differ");

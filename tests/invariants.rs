@@ -161,12 +161,13 @@ fn a_stop_is_terminal_in_every_decoder() {
         let tables = kernels_gen::generate(&DecoderSpec::new(vocab)).unwrap();
         welt_runtime::OwnedTables::from_bytes(tables.to_blob()).unwrap()
     };
-    let owned: Vec<(&str, welt_runtime::OwnedTables)> = ["byt5_like", "bpe_bytelevel", "sp_bpe_bytefallback", "sp_unigram"]
-        .into_iter()
-        .map(|f| (f, fixture(f)))
-        .collect();
-    let decoders = std::iter::once(("default", Utf8Words::TABLES))
-        .chain(owned.iter().map(|(f, o)| (*f, o.as_tables())));
+    let owned: Vec<(&str, welt_runtime::OwnedTables)> =
+        ["byt5_like", "bpe_bytelevel", "sp_bpe_bytefallback", "sp_unigram"]
+            .into_iter()
+            .map(|f| (f, fixture(f)))
+            .collect();
+    let decoders =
+        std::iter::once(("default", Utf8Words::TABLES)).chain(owned.iter().map(|(f, o)| (*f, o.as_tables())));
     for (name, t) in decoders {
         t.validate_masks().unwrap();
         let v = t.vocab_size() as u32;

@@ -348,8 +348,8 @@ fn macro_build_script_and_library_tables_are_byte_identical() {
         let library = kernels_gen::generate(&DecoderSpec::new(load(fx.file, &Default::default())))
             .unwrap()
             .to_blob();
-        let build = kernels_gen::build::DecoderBuild::new("BuildScriptWords")
-            .tokenizer(fixture_path(fx.file));
+        let build =
+            kernels_gen::build::DecoderBuild::new("BuildScriptWords").tokenizer(fixture_path(fx.file));
         assert!(
             fx.macro_tables.as_bytes() == common::build_script_blob(&build, "BuildScriptWords"),
             "{}: macro and build script tables differ",

@@ -10,9 +10,9 @@
 use std::error::Error;
 use std::time::Instant;
 
+use crate::Utf8Words;
 use candle_core::Device;
 use serde_json::json;
-use crate::Utf8Words;
 use welt_runtime::{Constraint, Decoder, GenerateError, Sampler, WordBatch, WordGenerator};
 
 use super::reference_port::{ReferenceBatch, ReferenceError};

@@ -13,8 +13,8 @@ use std::error::Error;
 use std::hint::black_box;
 use std::time::Instant;
 
-use serde_json::json;
 use crate::Utf8Words;
+use serde_json::json;
 use welt_runtime::{Decoder, OwnedTables, Tables, WordBatch};
 
 /// Options of `welt bench --vocab N`.

@@ -36,9 +36,9 @@
 use std::error::Error;
 use std::time::Instant;
 
-use serde_json::json;
 use crate::Utf8Words;
-use welt_runtime::{Decoder};
+use serde_json::json;
+use welt_runtime::Decoder;
 
 pub mod corpus;
 pub mod e2e;

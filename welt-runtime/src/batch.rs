@@ -2,108 +2,14 @@
 
 use crate::cpu::Avx512;
 use crate::error::{Error, ErrorKind};
-use crate::logit::{Logit, Rows};
+use crate::mask::{min_logits_len, Logit, MaskRows};
 use crate::sequence::walk_prefix;
-use crate::tables::{split, Mask, Tables, DEAD};
+use crate::tables::{Mask, Tables, DEAD};
 use crate::Decoder;
 
-/// The first pass of `advance` (the portable code, and the rows after the AVX-512 blocks):
-/// each row's entry into `entries`, and the first running row whose token is out of range or
-/// forbidden. Changes nothing else.
-fn lookup_rows(
-    tables: &Tables<'_>,
-    tokens: &[u32],
-    states: &[u16],
-    finished: &[bool],
-    entries: &mut [u16],
-) -> Option<usize> {
-    let v = tables.vocab_size() as u32;
-    let mut bad_at = usize::MAX;
-    for (row, (((&token, &state), &finished), entry)) in
-        tokens.iter().zip(states).zip(finished).zip(entries).enumerate()
-    {
-        let in_range = token < v;
-        let e = tables.entry(state, if in_range { token } else { 0 });
-        // Entry 0 is a forbidden token; a stop leads to DEAD with the stop bit and is allowed.
-        let bad = !finished & (!in_range | (e == 0));
-        bad_at = bad_at.min(if bad { row } else { usize::MAX });
-        *entry = e;
-    }
-    (bad_at != usize::MAX).then_some(bad_at)
-}
+mod passes;
 
-/// The second pass of `advance` (portable): every running row takes its entry's state, grows
-/// by one token, stops or finishes; finished rows report PAD. Returns the rows that finished.
-#[allow(clippy::too_many_arguments)]
-fn commit_rows(
-    tokens: &mut [u32],
-    entries: &[u16],
-    state: &mut [u16],
-    len: &mut [u32],
-    stopped: &mut [bool],
-    finished: &mut [bool],
-    max_len: u32,
-    pad: u32,
-) -> usize {
-    let mut newly_finished = 0;
-    for (((((token, &e), state), len), stopped), finished) in tokens
-        .iter_mut()
-        .zip(entries)
-        .zip(state)
-        .zip(len)
-        .zip(stopped)
-        .zip(finished)
-    {
-        let run = !*finished;
-        let (next, stop) = split(e);
-        let stop = stop & run;
-        *state = if run { next } else { *state };
-        *len += u32::from(run);
-        *stopped |= stop;
-        let ends = run & (stop | (*len >= max_len));
-        *finished |= ends;
-        newly_finished += usize::from(ends);
-        *token = if run { *token } else { pad };
-    }
-    newly_finished
-}
-
-/// `restart_finished` (portable): returns the rows restarted.
-fn restart_rows(
-    state: &mut [u16],
-    len: &mut [u32],
-    stopped: &mut [bool],
-    finished: &mut [bool],
-    start: u16,
-) -> usize {
-    let mut restarted = 0;
-    for (((state, len), stopped), finished) in state.iter_mut().zip(len).zip(stopped).zip(finished) {
-        let f = *finished;
-        *state = if f { start } else { *state };
-        *len = if f { 0 } else { *len };
-        *stopped &= !f;
-        *finished = false;
-        restarted += usize::from(f);
-    }
-    restarted
-}
-
-/// The tables as `advance`'s AVX-512 gathers read them, for a batch of `rows` over `tables`
-/// on a CPU with AVX-512, where that code can run and pays (16 rows or more).
-fn gather_for<'t>(avx: Option<Avx512>, tables: &Tables<'t>, rows: usize) -> Simd<'t> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if rows < crate::batch_simd::N {
-            return None;
-        }
-        avx.and(crate::batch_simd::Gather::new(tables))
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = (avx, tables, rows);
-        None
-    }
-}
+use passes::{gather_for, BatchRows, Simd};
 
 /// B words generated in lockstep, as Hugging Face `generate` drives a batch: each step the
 /// caller masks the logits ([`WordBatch::apply_mask`]), samples one token per row and
@@ -141,15 +47,10 @@ pub struct WordBatch<'t> {
     entries: Vec<u16>,
     /// The CPU's AVX-512, detected once: the mask's masked stores run when this is `Some`.
     avx: Option<Avx512>,
-    /// `advance` and `restart_finished` run their AVX-512 code when this is `Some` (and `avx`
-    /// is): tables whose offsets fit its gathers, and 16 rows or more.
-    simd: Simd<'t>,
+    /// `advance` and `restart_finished` run their AVX-512 twins when this is `Some`: a CPU
+    /// with AVX-512, tables whose offsets fit the gathers, and 16 rows or more.
+    simd: Option<Simd<'t>>,
 }
-
-#[cfg(target_arch = "x86_64")]
-type Simd<'t> = Option<crate::batch_simd::Gather<'t>>;
-#[cfg(not(target_arch = "x86_64"))]
-type Simd<'t> = Option<std::marker::PhantomData<&'t ()>>;
 
 impl<'t> WordBatch<'t> {
     /// `batch_size` empty words with the decoder's default word length limit.
@@ -228,28 +129,22 @@ impl<'t> WordBatch<'t> {
     pub fn apply_mask_strided<L: Logit>(&self, logits: &mut [L], row_stride: usize) -> Result<(), Error> {
         let v = self.tables.vocab_size();
         let b = self.state.len();
-        if row_stride < v {
-            return Err(Error::new(ErrorKind::StrideTooSmall {
-                stride: row_stride,
-                vocab: v as u32,
-            }));
-        }
+        let min = min_logits_len(b, row_stride, v, logits.len())?;
         let full = b.checked_mul(row_stride);
-        let min = (b - 1).checked_mul(row_stride).and_then(|x| x.checked_add(v));
-        if Some(logits.len()) != full && Some(logits.len()) != min {
+        if logits.len() != min && Some(logits.len()) != full {
             return Err(Error::new(ErrorKind::LogitsSize {
                 expected: full.unwrap_or(usize::MAX),
                 got: logits.len(),
             }));
         }
-        let rows = Rows {
+        let rows = MaskRows {
             states: &self.state,
             finished: &self.finished,
             masks: self.tables.masks,
             width: self.tables.mask_bytes(),
             stride: row_stride,
         };
-        crate::logit::mask_rows(self.avx, logits, v, rows);
+        crate::mask::mask_rows(self.avx, logits, v, rows);
         Ok(())
     }
 
@@ -274,72 +169,38 @@ impl<'t> WordBatch<'t> {
             }));
         }
         let v = self.tables.vocab_size() as u32;
-        // Pass 1 looks up every row's entry and only notes the first running row whose token
-        // is bad; nothing changes yet, so an error leaves the batch as it was. Both passes
-        // are free of branches on the rows' data (a finished row looks up a harmless entry
-        // and ignores it): which rows finish is unpredictable, and `welt bench` measured
-        // the branchy version at about 1 ns more per row (B = 32). With AVX-512 whole blocks of 16
-        // rows go through `batch_simd` first (one gather for their 16 lookups).
-        let (mut done, mut bad_at) = (0, usize::MAX);
-        #[cfg(target_arch = "x86_64")]
-        if let (Some(avx), Some(g)) = (self.avx, self.simd) {
-            let (rows, bad) =
-                crate::batch_simd::lookup(avx, &g, tokens, &self.state, &self.finished, &mut self.entries);
-            done = rows;
-            bad_at = bad.unwrap_or(usize::MAX);
-        }
-        if bad_at == usize::MAX {
-            // Every per-row array has `b` elements, and `done <= b`.
-            let d = done.min(b);
-            bad_at = lookup_rows(
-                &self.tables,
-                &tokens[d..],
-                &self.state[d..],
-                &self.finished[d..],
-                &mut self.entries[d..],
-            )
-            .map_or(usize::MAX, |r| d + r);
-        }
-        if let (Some(&token), Some(&state)) = (tokens.get(bad_at), self.state.get(bad_at)) {
+        // Pass 1 looks up every row's entry and only finds the first running row whose token
+        // is bad; nothing changes yet, so an error leaves the batch as it was.
+        let bad_at = passes::lookup(
+            self.simd.as_ref(),
+            &self.tables,
+            tokens,
+            &self.state,
+            &self.finished,
+            &mut self.entries,
+        );
+        if let Some((&token, &state, at)) =
+            bad_at.and_then(|at| Some((tokens.get(at)?, self.state.get(at)?, at)))
+        {
             return Err(Error::new(if token >= v {
-                ErrorKind::TokenOutOfRange {
-                    token,
-                    vocab: v,
-                    at: bad_at,
-                }
+                ErrorKind::TokenOutOfRange { token, vocab: v, at }
             } else {
-                ErrorKind::TokenNotAllowed {
-                    token,
-                    state,
-                    at: bad_at,
-                }
+                ErrorKind::TokenNotAllowed { token, state, at }
             }));
         }
-        let pad = self.tables.pad();
-        let max_len = self.max_len;
-        let (mut done, mut newly_finished) = (0, 0);
-        #[cfg(target_arch = "x86_64")]
-        if let (Some(avx), Some(_)) = (self.avx, self.simd) {
-            let rows = crate::batch_simd::Rows {
-                tokens,
-                entries: &self.entries,
-                state: &mut self.state,
-                len: &mut self.len,
-                stopped: &mut self.stopped,
-                finished: &mut self.finished,
-            };
-            (done, newly_finished) = crate::batch_simd::commit(avx, rows, max_len, pad);
-        }
-        let d = done.min(b);
-        newly_finished += commit_rows(
-            &mut tokens[d..],
-            &self.entries[d..],
-            &mut self.state[d..],
-            &mut self.len[d..],
-            &mut self.stopped[d..],
-            &mut self.finished[d..],
-            max_len,
-            pad,
+        let rows = BatchRows {
+            state: &mut self.state,
+            len: &mut self.len,
+            stopped: &mut self.stopped,
+            finished: &mut self.finished,
+        };
+        let newly_finished = passes::commit(
+            self.simd.as_ref(),
+            rows,
+            tokens,
+            &self.entries,
+            self.max_len,
+            self.tables.pad(),
         );
         self.running -= newly_finished;
         Ok(self.running)
@@ -396,27 +257,13 @@ impl<'t> WordBatch<'t> {
     /// assert_eq!(batch.running(), 2);
     /// ```
     pub fn restart_finished(&mut self) -> usize {
-        let start = self.tables.start();
-        let (mut done, mut restarted) = (0, 0);
-        #[cfg(target_arch = "x86_64")]
-        if let (Some(avx), Some(_)) = (self.avx, self.simd) {
-            (done, restarted) = crate::batch_simd::restart(
-                avx,
-                &mut self.state,
-                &mut self.len,
-                &mut self.stopped,
-                &mut self.finished,
-                start,
-            );
-        }
-        let d = done.min(self.state.len());
-        restarted += restart_rows(
-            &mut self.state[d..],
-            &mut self.len[d..],
-            &mut self.stopped[d..],
-            &mut self.finished[d..],
-            start,
-        );
+        let rows = BatchRows {
+            state: &mut self.state,
+            len: &mut self.len,
+            stopped: &mut self.stopped,
+            finished: &mut self.finished,
+        };
+        let restarted = passes::restart(self.simd.as_ref(), rows, self.tables.start());
         self.running += restarted;
         restarted
     }

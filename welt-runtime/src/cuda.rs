@@ -7,13 +7,13 @@
 //! [`CudaDecoder::new`], never a panic.
 //!
 //! ```no_run
-//! use welt_runtime::cuda::{CudaDecoder, DeviceBatch, Sampling};
-//! use welt_runtime::Utf8Words;
+//! use welt_runtime::cuda::{CudaDecoder, DeviceBatch};
+//! use welt_runtime::{Sampler, Utf8Words};
 //! # fn main() -> Result<(), welt_runtime::cuda::CudaError> {
 //! let dec = CudaDecoder::new::<Utf8Words>(0)?;          // NVRTC compiles the kernels once
 //! let mut batch = DeviceBatch::new(&dec, 32)?;
 //! let logits = dec.stream().alloc_zeros::<f32>(32 * 256)?; // the model writes these
-//! batch.step(&logits, 256, &Sampling::greedy())?;          // mask + argmax + advance + stop
+//! batch.step(&logits, 256, &Sampler::GREEDY)?;            // mask + argmax + advance + stop
 //! let next = batch.next_tokens();                          // the model's next input, on device
 //! # let _ = next; Ok(()) }
 //! ```
@@ -27,7 +27,7 @@ use cudarc::driver::{
 };
 use cudarc::nvrtc::{CompileOptions, Ptx};
 
-use crate::{Decoder, Error, OwnedTables, Tables};
+use crate::{Decoder, Error, OwnedTables, Sampler, Tables};
 
 /// The cudarc this module is built on, for allocating logits and events with the same version.
 pub use cudarc;
@@ -227,7 +227,7 @@ impl CudaDecoder {
     }
 
     /// Loads decoder `D` on the stream of a candle CUDA device (feature `candle-cuda`), for
-    /// [`crate::generate::DeviceMaskOp`] on that device's tensors.
+    /// [`crate::DeviceMaskOp`] on that device's tensors.
     #[cfg(feature = "candle-cuda")]
     pub fn for_candle<D: Decoder>(device: &candle_core::CudaDevice) -> Result<CudaDecoder, CudaError> {
         CudaDecoder::on_stream(D::TABLES, D::CUDA_SOURCE, None, device.cuda_stream())
@@ -277,31 +277,6 @@ impl CudaDecoder {
             entries: entries as *const u16,
             class_of: class_of as *const u16,
             masks: masks as *const u64,
-        }
-    }
-}
-
-/// How the fused step chooses a token.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Sampling {
-    /// `<= 0`: greedy (argmax, lowest id on ties).
-    pub temperature: f32,
-    /// Keep the `top_k` largest logits (ties kept); 0: off.
-    pub top_k: u32,
-    /// Keep the smallest set of largest logits with probability mass `>= top_p`; `>= 1`: off.
-    pub top_p: f32,
-    /// The Philox key; with the row and the row's draw count it fixes every random number.
-    pub seed: u64,
-}
-
-impl Sampling {
-    /// Argmax.
-    pub fn greedy() -> Sampling {
-        Sampling {
-            temperature: 0.0,
-            top_k: 0,
-            top_p: 1.0,
-            seed: 0,
         }
     }
 }
@@ -399,10 +374,7 @@ impl<'d> DeviceBatch<'d> {
 
     /// Sets the word length limit in tokens (at most 65535: lengths are `u16` on the device).
     pub fn set_max_word_len(&mut self, n: u32) -> Result<(), CudaError> {
-        if n == 0 || n > u32::from(u16::MAX) {
-            return Err(input(crate::ErrorKind::ZeroWordLength));
-        }
-        self.max_len = n;
+        self.max_len = device_word_len(n)?;
         Ok(())
     }
 
@@ -423,13 +395,7 @@ impl<'d> DeviceBatch<'d> {
 
     fn check_logits<L>(&self, logits: &CudaSlice<L>, row_stride: usize) -> Result<(), CudaError> {
         let v = self.dec.tables().vocab_size();
-        if row_stride < v {
-            return Err(input(crate::ErrorKind::StrideTooSmall {
-                stride: row_stride,
-                vocab: v as u32,
-            }));
-        }
-        let need = (self.batch as usize - 1) * row_stride + v;
+        let need = crate::mask::min_logits_len(self.batch as usize, row_stride, v, logits.len())?;
         if logits.len() < need {
             return Err(input(crate::ErrorKind::LogitsSize {
                 expected: need,
@@ -509,8 +475,9 @@ impl<'d> DeviceBatch<'d> {
         &mut self,
         logits: &CudaSlice<L>,
         row_stride: usize,
-        sampling: &Sampling,
+        sampler: &Sampler,
     ) -> Result<(), CudaError> {
+        sampler.check()?;
         self.check_logits(logits, row_stride)?;
         let s = &self.dec.stream;
         let (logits_ptr, _g0) = logits.device_ptr(s);
@@ -533,10 +500,16 @@ impl<'d> DeviceBatch<'d> {
             next_tokens: next_tokens as *mut u32,
             running: running as *mut u32,
             error: error as *mut u32,
-            temperature: sampling.temperature,
-            top_k: sampling.top_k,
-            top_p: sampling.top_p,
-            seed: sampling.seed,
+            // The kernel's greedy test is `temperature <= 0`: a sampler that is greedy by
+            // `Sampler::is_greedy` (a subnormal temperature) goes as 0, as on the CPU.
+            temperature: if sampler.is_greedy() {
+                0.0
+            } else {
+                sampler.temperature
+            },
+            top_k: sampler.top_k,
+            top_p: sampler.top_p,
+            seed: sampler.seed,
             draws: draws as *mut u32,
         };
         let cfg = LaunchConfig {
@@ -563,12 +536,12 @@ impl<'d> DeviceBatch<'d> {
         &mut self,
         logits: &CudaSlice<L>,
         row_stride: usize,
-        sampling: &Sampling,
+        sampler: &Sampler,
     ) -> Result<StepGraph, CudaError> {
         let stream = self.dec.stream.clone();
         stream
             .begin_capture(cudarc::driver::sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)?;
-        let launched = self.step(logits, row_stride, sampling);
+        let launched = self.step(logits, row_stride, sampler);
         let graph = stream.end_capture(cudarc::driver::sys::CUgraphInstantiate_flags(0));
         launched?;
         let graph = graph?
@@ -617,5 +590,42 @@ impl<'d> DeviceBatch<'d> {
             next_tokens: s.clone_dtoh(&self.next_tokens)?,
             running: s.clone_dtoh(&self.running)?[0],
         })
+    }
+}
+
+/// The device's word length limit: lengths are `u16` there.
+fn device_word_len(n: u32) -> Result<u32, Error> {
+    let limit = u32::from(u16::MAX);
+    if n == 0 {
+        return Err(Error::new(crate::ErrorKind::ZeroWordLength));
+    }
+    if n > limit {
+        return Err(Error::new(crate::ErrorKind::WordLengthTooLong {
+            max_len: n,
+            limit,
+        }));
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    #[test]
+    fn the_device_word_limit_is_1_to_65535_with_an_error_for_each_side() {
+        assert_eq!(device_word_len(1), Ok(1));
+        assert_eq!(device_word_len(65_535), Ok(65_535));
+        assert_eq!(device_word_len(0).unwrap_err().kind(), ErrorKind::ZeroWordLength);
+        for n in [65_536, u32::MAX] {
+            assert_eq!(
+                device_word_len(n).unwrap_err().kind(),
+                ErrorKind::WordLengthTooLong {
+                    max_len: n,
+                    limit: 65_535
+                }
+            );
+        }
     }
 }

@@ -42,6 +42,11 @@ pub enum ErrorKind {
     RowOutOfRange { row: usize, batch: usize },
     /// A model whose vocabulary is not the decoder's.
     VocabMismatch { decoder: usize, model: usize },
+    /// Sampling settings out of their range (which one is in the message); see
+    /// `Sampler::check`.
+    InvalidSampler(&'static str),
+    /// A word length limit above what the batch can count (`limit`: 65,535 on the GPU).
+    WordLengthTooLong { max_len: u32, limit: u32 },
 }
 
 impl Error {
@@ -101,6 +106,11 @@ impl fmt::Display for Error {
             ErrorKind::VocabMismatch { decoder, model } => write!(
                 f,
                 "the model has a vocabulary of {model} tokens but the decoder has {decoder}: they must be the same"
+            ),
+            ErrorKind::InvalidSampler(why) => write!(f, "invalid sampling settings: {why}"),
+            ErrorKind::WordLengthTooLong { max_len, limit } => write!(
+                f,
+                "a word length limit of {max_len} tokens is more than this batch can count (at most {limit})"
             ),
         }
     }

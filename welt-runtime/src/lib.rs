@@ -32,7 +32,7 @@
 //! or when EOS is generated.
 
 // `unsafe` is allowed in three modules only, every use with a SAFETY comment and a test: the
-// AVX-512 masked stores of the mask (`logit`) and the AVX-512 advance (`batch_simd`), both on
+// AVX-512 masked stores of the mask (`mask`) and the AVX-512 passes of the batch (`batch`), both on
 // x86-64 after run-time CPU feature detection, and the CUDA module (kernel launches,
 // `DeviceRepr` for the ABI structs).
 #![deny(unsafe_code)]
@@ -41,16 +41,16 @@
 extern crate self as welt_runtime;
 
 mod batch;
-#[cfg(target_arch = "x86_64")]
-mod batch_simd;
 mod cpu;
 #[cfg(feature = "cuda")]
 #[allow(unsafe_code)]
 pub mod cuda;
 mod error;
 #[cfg(feature = "candle")]
-pub mod generate;
-mod logit;
+mod generate;
+mod mask;
+#[cfg(feature = "candle")]
+mod mask_op;
 mod sampling;
 mod sequence;
 mod tables;
@@ -58,8 +58,12 @@ mod tables;
 pub use batch::WordBatch;
 pub use error::{Error, ErrorKind};
 #[cfg(feature = "candle")]
-pub use generate::{Constraint, GenerateError, GenerationStats, MaskOp, Word, WordGenerator, WordModel};
-pub use logit::Logit;
+pub use generate::{Constraint, GenerateError, GenerationStats, Word, WordGenerator, WordModel};
+pub use mask::Logit;
+#[cfg(feature = "candle-cuda")]
+pub use mask_op::DeviceMaskOp;
+#[cfg(feature = "candle")]
+pub use mask_op::MaskOp;
 pub use sampling::{philox4x32_10, philox_uniform, Sampler};
 pub use sequence::Sequence;
 pub use tables::{Mask, OwnedTables, Tables, Walk, DEAD};

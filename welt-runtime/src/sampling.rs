@@ -4,7 +4,8 @@
 //! the same seed draw the same random numbers:
 //!
 //! 1. scale: `x = logit * (1 / temperature)`; NaN and `-inf` are never chosen;
-//! 2. greedy (`temperature <= 0`): the largest `x` in IEEE total order, lowest id on ties;
+//! 2. greedy (a temperature below [`Sampler::GREEDY_BELOW`], 0 included): the largest logit in
+//!    IEEE total order, lowest id on ties;
 //! 3. top-k: keep every `x` at least the k-th largest (ties at the threshold are kept);
 //! 4. weights `exp(x - max)`; top-p: keep the largest values whose weight is at least
 //!    `top_p` of the kept total (the smallest such set, ties kept);
@@ -12,21 +13,30 @@
 //!    counter = (row, draw, 0, "welt"): the first token, in id order, whose running weight
 //!    exceeds `u * total`.
 //!
+//! Where scaling leaves f32 (the largest `x` is `+inf`, or every allowed `x` is `-inf` though
+//! the logits are finite), the distribution at that temperature is its limit: all of its mass
+//! on the largest logit, as far as f32 can tell logits apart (two logits whose difference
+//! `exp` could weigh are equal in f32 once `logit / temperature` overflows). The choice is
+//! then the greedy one, on the unscaled logits.
+//!
 //! The GPU sums in another order and uses a fast `exp`, so on rare draws that land within
 //! rounding of a boundary the two may pick neighbouring tokens; greedy is exact.
 
-use crate::logit::Logit;
+use crate::error::{Error, ErrorKind};
+use crate::mask::Logit;
 
-/// How to choose a token.
+/// How to choose a token. [`Sampler::check`] says which values are valid; choosing with an
+/// invalid sampler is an `Err`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sampler {
-    /// `<= 0`: greedy.
+    /// Finite and `>= 0`; below [`Sampler::GREEDY_BELOW`] (0 included): greedy.
     pub temperature: f32,
-    /// Keep the `top_k` largest (0: off).
+    /// Keep the `top_k` largest (ties kept); 0, or at least the vocabulary size: off.
     pub top_k: u32,
-    /// Keep the smallest set of largest values with this share of the mass (`>= 1`: off).
+    /// Keep the smallest set of largest values with this share of the mass: in `(0, 1]`;
+    /// 1: off.
     pub top_p: f32,
-    /// The Philox key.
+    /// The Philox key; with the row and the row's draw count it fixes every random number.
     pub seed: u64,
 }
 
@@ -39,6 +49,11 @@ impl Sampler {
         seed: 0,
     };
 
+    /// Temperatures below this (`f32::MIN_POSITIVE`: 0 and the subnormals) choose greedily.
+    /// Below about 2.9e-39 `1 / temperature` is not even finite, and at any temperature below
+    /// this, logits more than about 1e-36 apart get weights whose ratio underflows f32.
+    pub const GREEDY_BELOW: f32 = f32::MIN_POSITIVE;
+
     /// Seeded sampling at `temperature` with top-k and top-p off.
     pub fn with_temperature(temperature: f32, seed: u64) -> Sampler {
         Sampler {
@@ -49,29 +64,51 @@ impl Sampler {
         }
     }
 
+    /// `Ok` for a valid sampler: the temperature finite and `>= 0`, `top_p` in `(0, 1]`
+    /// (every `top_k` and seed is valid). NaN, a negative or infinite temperature, and a
+    /// `top_p` that is NaN, `<= 0` or `> 1` are an `Err` ([`ErrorKind::InvalidSampler`]).
+    pub fn check(&self) -> Result<(), Error> {
+        // Written so that NaN fails both tests.
+        if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
+            return Err(Error::new(ErrorKind::InvalidSampler(
+                "the temperature must be a finite number >= 0 (0 is greedy)",
+            )));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(Error::new(ErrorKind::InvalidSampler(
+                "top-p must be greater than 0 and at most 1 (1 is off)",
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether this sampler chooses greedily, with no random draw: a temperature below
+    /// [`Sampler::GREEDY_BELOW`].
+    pub fn is_greedy(&self) -> bool {
+        self.temperature < Sampler::GREEDY_BELOW
+    }
+
     /// Chooses a token from one row of logits (already masked: forbidden tokens are `-inf`).
     /// `row` and `draw` are the Philox counter: a caller keeps one draw count per row and
-    /// passes it, incremented after each sampled token. `None` if no token has a finite
-    /// logit.
-    pub fn choose<L: Logit>(&self, logits: &[L], row: u32, draw: u32) -> Option<u32> {
-        let greedy = self.temperature.is_nan() || self.temperature <= 0.0;
-        let inv_t = if greedy { 1.0 } else { 1.0 / self.temperature };
-        let x = |i: usize| -> Option<f32> {
-            let v = logits[i].to_f32() * inv_t;
-            (!v.is_nan() && v != f32::NEG_INFINITY).then_some(v)
+    /// passes it, incremented after each token sampled by a sampler that is not
+    /// [greedy](Sampler::is_greedy). `Ok(None)` if no token has a finite logit; `Err` for an
+    /// invalid sampler ([`Sampler::check`]).
+    pub fn choose<L: Logit>(&self, logits: &[L], row: u32, draw: u32) -> Result<Option<u32>, Error> {
+        self.check()?;
+        if self.is_greedy() {
+            return Ok(largest(logits, 1.0).map(|(_, i)| i as u32));
+        }
+        Ok(self.sample(logits, row, draw))
+    }
+
+    /// Steps 1 and 3-5 of the module doc, for a valid sampler that is not greedy.
+    fn sample<L: Logit>(&self, logits: &[L], row: u32, draw: u32) -> Option<u32> {
+        let inv_t = 1.0 / self.temperature;
+        let x = |i: usize| -> Option<f32> { allowed(logits[i].to_f32() * inv_t) };
+        let Some((m, argmax)) = largest(logits, inv_t).filter(|(m, _)| m.is_finite()) else {
+            // Scaling left f32: the limit distribution, all on the largest logit.
+            return largest(logits, 1.0).map(|(_, i)| i as u32);
         };
-        let mut best: Option<(f32, usize)> = None;
-        for i in 0..logits.len() {
-            if let Some(v) = x(i) {
-                if best.is_none_or(|(b, _)| v.total_cmp(&b).is_gt()) {
-                    best = Some((v, i));
-                }
-            }
-        }
-        let (m, argmax) = best?;
-        if greedy {
-            return Some(argmax as u32);
-        }
         let key = |v: f32| -> u32 {
             let u = v.to_bits();
             if u & 0x8000_0000 != 0 {
@@ -130,6 +167,24 @@ impl Sampler {
     }
 }
 
+/// A logit that can be chosen: not NaN, not `-inf`.
+fn allowed(v: f32) -> Option<f32> {
+    (!v.is_nan() && v != f32::NEG_INFINITY).then_some(v)
+}
+
+/// The largest allowed `logit * scale` in IEEE total order and its index, lowest on ties.
+fn largest<L: Logit>(logits: &[L], scale: f32) -> Option<(f32, usize)> {
+    let mut best: Option<(f32, usize)> = None;
+    for (i, l) in logits.iter().enumerate() {
+        if let Some(v) = allowed(l.to_f32() * scale) {
+            if best.is_none_or(|(b, _)| v.total_cmp(&b).is_gt()) {
+                best = Some((v, i));
+            }
+        }
+    }
+    best
+}
+
 /// Philox-4x32-10: the four output words for a counter and key.
 pub fn philox4x32_10(counter: [u32; 4], key: [u32; 2]) -> [u32; 4] {
     let [mut c0, mut c1, mut c2, mut c3] = counter;
@@ -155,6 +210,7 @@ pub fn philox_uniform(seed: u64, row: u32, draw: u32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ErrorKind;
 
     /// Known-answer vectors of Random123 (`kat_vectors`, philox4x32 with 10 rounds).
     #[test]
@@ -179,10 +235,10 @@ mod tests {
     #[test]
     fn greedy_is_argmax_with_lowest_id_on_ties_and_skips_forbidden() {
         let l = [1.0f32, 3.0, f32::NEG_INFINITY, 3.0, f32::NAN];
-        assert_eq!(Sampler::GREEDY.choose(&l, 0, 0), Some(1));
-        assert_eq!(Sampler::GREEDY.choose(&[f32::NEG_INFINITY; 3], 0, 0), None);
+        assert_eq!(Sampler::GREEDY.choose(&l, 0, 0), Ok(Some(1)));
+        assert_eq!(Sampler::GREEDY.choose(&[f32::NEG_INFINITY; 3], 0, 0), Ok(None));
         // -0 < +0 in total order, as on the device.
-        assert_eq!(Sampler::GREEDY.choose(&[-0.0f32, 0.0], 0, 0), Some(1));
+        assert_eq!(Sampler::GREEDY.choose(&[-0.0f32, 0.0], 0, 0), Ok(Some(1)));
     }
 
     #[test]
@@ -216,7 +272,7 @@ mod tests {
         let s = Sampler::with_temperature(1.0, 42);
         let mut counts = [0u32; 8];
         for draw in 0..20_000 {
-            counts[s.choose(&l, 7, draw).unwrap() as usize] += 1;
+            counts[s.choose(&l, 7, draw).unwrap().unwrap() as usize] += 1;
         }
         assert_eq!(counts.iter().sum::<u32>(), counts[2] + counts[5]);
         let share = f64::from(counts[5]) / 20_000.0;
@@ -241,5 +297,92 @@ mod tests {
         assert_eq!(a, b);
         let other: Vec<_> = (0..50).map(|d| s.choose(&l, 2, d)).collect();
         assert_ne!(a, other, "another row draws other numbers");
+    }
+
+    /// Below `GREEDY_BELOW` the choice is the argmax; 1e-45 (the smallest subnormal) used to
+    /// scale by an infinite `1 / T` and take token 0, or find no finite logit at all.
+    #[test]
+    fn a_tiny_temperature_is_greedy() {
+        for t in [1e-45f32, 1e-39, f32::MIN_POSITIVE / 2.0, 0.0, -0.0] {
+            let s = Sampler::with_temperature(t, 1);
+            assert!(s.is_greedy(), "{t}");
+            for draw in 0..20 {
+                assert_eq!(s.choose(&[1.0f32, 3.0, -2.0, 2.0], 0, draw), Ok(Some(1)), "{t}");
+                assert_eq!(
+                    s.choose(&[-1.0f32, -0.5, f32::NEG_INFINITY], 0, draw),
+                    Ok(Some(1)),
+                    "{t}"
+                );
+            }
+        }
+        assert!(!Sampler::with_temperature(Sampler::GREEDY_BELOW, 1).is_greedy());
+    }
+
+    /// `logit / T` past f32: the mass is all on the largest logit (it used to go to the first
+    /// logit that overflowed, or to no token when every scaled logit was `-inf`).
+    #[test]
+    fn scaling_past_f32_chooses_the_largest_logit() {
+        let cases: [(f32, &[f32], u32); 5] = [
+            (1e-10, &[1e30, 2e30, -1.0], 1),
+            (1e-10, &[2e30, 1e30], 0),
+            (0.5, &[-3.3e38, -3e38], 1),
+            (2e-38, &[5.0, 7.0, 6.0], 1),
+            (1.0, &[f32::INFINITY, 0.0, f32::INFINITY], 0),
+        ];
+        for (t, logits, want) in cases {
+            for (top_k, top_p) in [(0, 1.0), (2, 1.0), (0, 0.5)] {
+                let s = Sampler {
+                    temperature: t,
+                    top_k,
+                    top_p,
+                    seed: 3,
+                };
+                for draw in 0..20 {
+                    assert_eq!(s.choose(logits, 0, draw), Ok(Some(want)), "T={t} {logits:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn settings_out_of_range_are_an_err() {
+        let bad = [
+            (f32::NAN, 1.0),
+            (-1.0, 1.0),
+            (-1e-45, 1.0),
+            (f32::INFINITY, 1.0),
+            (f32::NEG_INFINITY, 1.0),
+            (1.0, f32::NAN),
+            (1.0, -5.0),
+            (1.0, 0.0),
+            (1.0, 1.5),
+            (1.0, f32::INFINITY),
+        ];
+        for (temperature, top_p) in bad {
+            let s = Sampler {
+                temperature,
+                top_k: 0,
+                top_p,
+                seed: 0,
+            };
+            let e = s.check().unwrap_err();
+            assert!(matches!(e.kind(), ErrorKind::InvalidSampler(_)), "{s:?}");
+            assert_eq!(s.choose(&[0.0f32, 1.0], 0, 0), Err(e), "{s:?}");
+        }
+        for (temperature, top_k, top_p) in [
+            (0.0, 0, 1.0),
+            (1e-45, 7, 1e-30),
+            (5.0, u32::MAX, 0.5),
+            (f32::MAX, 1, 1.0),
+        ] {
+            let s = Sampler {
+                temperature,
+                top_k,
+                top_p,
+                seed: 0,
+            };
+            assert_eq!(s.check(), Ok(()), "{s:?}");
+            assert!(s.choose(&[0.0f32, 1.0], 0, 0).unwrap().is_some());
+        }
     }
 }

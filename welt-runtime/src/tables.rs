@@ -521,7 +521,7 @@ impl<'a> Mask<'a> {
                 got: logits.len(),
             }));
         }
-        crate::logit::mask_one(logits, self.bytes);
+        crate::mask::mask_one(logits, self.bytes);
         Ok(())
     }
 }

@@ -272,3 +272,32 @@ fn text_drops_a_character_cut_by_the_length_limit_as_the_reference_decode_does()
     };
     assert!(wide.text().is_err());
 }
+
+#[test]
+fn an_invalid_sampler_is_refused_and_a_subnormal_temperature_is_greedy() {
+    let bad = Sampler {
+        temperature: f32::NAN,
+        ..Sampler::GREEDY
+    };
+    let e = WordGenerator::new(Scripted::new(&[b"ab "]), Utf8Words::TABLES, 1, bad)
+        .err()
+        .unwrap();
+    assert!(matches!(e.kind(), ErrorKind::InvalidSampler(_)), "{e}");
+
+    let words = |sampler: Sampler| {
+        let mut g =
+            WordGenerator::new(Scripted::new(&[b"ab ", b"xyz "]), Utf8Words::TABLES, 2, sampler).unwrap();
+        let top_p = Sampler {
+            top_p: -5.0,
+            ..sampler
+        };
+        assert!(matches!(
+            g.set_sampler(top_p).unwrap_err().kind(),
+            ErrorKind::InvalidSampler(_)
+        ));
+        g.generate(None, &[]).unwrap().to_vec()
+    };
+    let greedy = words(Sampler::GREEDY);
+    assert_eq!(greedy[0].bytes().unwrap(), b"ab ");
+    assert_eq!(words(Sampler::with_temperature(1e-45, 3)), greedy);
+}

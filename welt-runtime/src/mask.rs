@@ -1,6 +1,9 @@
-//! The element types a logits buffer may have.
+//! The mask: `-inf` into the logits of forbidden tokens, row by row, for every element type a
+//! logits buffer may have ([`Logit`]). The portable code and, on x86-64 with AVX-512, its
+//! masked-store twin ([`x86`]), which the tests hold to the portable code bit for bit.
 
 use crate::cpu::Avx512;
+use crate::error::{Error, ErrorKind};
 
 /// A logit type the mask can be applied to: `f32`, `f64`, and (feature `half`, on by default)
 /// `half::f16`, `half::bf16`.
@@ -52,11 +55,38 @@ impl sealed::Sealed for half::bf16 {
     const NEG_INFINITY_BITS: u64 = half::bf16::NEG_INFINITY.to_bits() as u64;
 }
 
+/// The shortest logits buffer that holds `batch` rows of `vocab` logits, row `i` at
+/// `i * row_stride`: `(batch - 1) * row_stride + vocab`. `Err` for a stride shorter than a row,
+/// or a size past `usize` (the logits of such a batch cannot exist; `expected` is then
+/// `usize::MAX`, and `got` the length of the caller's buffer). A batch has at least one row: 0
+/// counts as 1.
+pub(crate) fn min_logits_len(
+    batch: usize,
+    row_stride: usize,
+    vocab: usize,
+    got: usize,
+) -> Result<usize, Error> {
+    if row_stride < vocab {
+        return Err(Error::new(ErrorKind::StrideTooSmall {
+            stride: row_stride,
+            vocab: u32::try_from(vocab).unwrap_or(u32::MAX),
+        }));
+    }
+    batch
+        .saturating_sub(1)
+        .checked_mul(row_stride)
+        .and_then(|x| x.checked_add(vocab))
+        .ok_or(Error::new(ErrorKind::LogitsSize {
+            expected: usize::MAX,
+            got,
+        }))
+}
+
 /// The rows of a batch to mask: row `r` (at `r * stride` in the logits) has state
 /// `states[r]`, whose mask is the `width` bytes at `states[r] * width` in `masks`; rows whose
 /// `finished` flag is set are left alone.
 #[derive(Clone, Copy)]
-pub(crate) struct Rows<'a> {
+pub(crate) struct MaskRows<'a> {
     pub states: &'a [u16],
     pub finished: &'a [bool],
     pub masks: &'a [u8],
@@ -64,7 +94,7 @@ pub(crate) struct Rows<'a> {
     pub stride: usize,
 }
 
-impl Rows<'_> {
+impl MaskRows<'_> {
     /// Calls `f(row logits, row mask)` for every running row. A row or a mask past its buffer
     /// (which the callers rule out) is skipped: never a panic, never an access out of bounds.
     #[inline(always)]
@@ -94,7 +124,7 @@ impl Rows<'_> {
 /// which states the rows are in (`welt bench`, B = 32: the mask went from 14 to about 6 ns
 /// per 256-logit row). Elsewhere, the portable [`mask_row`].
 #[inline]
-pub(crate) fn mask_rows<L: Logit>(avx: Option<Avx512>, logits: &mut [L], v: usize, rows: Rows<'_>) {
+pub(crate) fn mask_rows<L: Logit>(avx: Option<Avx512>, logits: &mut [L], v: usize, rows: MaskRows<'_>) {
     if let Some(avx) = avx {
         #[cfg(target_arch = "x86_64")]
         return x86::mask_rows(avx, logits, v, rows);
@@ -108,7 +138,7 @@ pub(crate) fn mask_rows<L: Logit>(avx: Option<Avx512>, logits: &mut [L], v: usiz
 #[inline]
 pub(crate) fn mask_one<L: Logit>(row: &mut [L], mask: &[u8]) {
     let v = row.len();
-    let rows = Rows {
+    let rows = MaskRows {
         states: &[0],
         finished: &[false],
         masks: mask,
@@ -190,12 +220,12 @@ fn forbid_bits<L: Logit>(chunk: &mut [L], mut forbid: u64) {
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod x86 {
-    use super::{Avx512, Logit, Rows};
+    use super::{Avx512, Logit, MaskRows};
     use std::arch::x86_64::*;
     use std::mem::size_of;
 
     #[inline]
-    pub(super) fn mask_rows<L: Logit>(_: Avx512, logits: &mut [L], v: usize, rows: Rows<'_>) {
+    pub(super) fn mask_rows<L: Logit>(_: Avx512, logits: &mut [L], v: usize, rows: MaskRows<'_>) {
         // SAFETY: the CPU has the features these functions enable (an `Avx512` exists).
         unsafe {
             match size_of::<L>() {
@@ -206,12 +236,12 @@ mod x86 {
         }
     }
 
-    /// [`Rows::each`] with the bounds checked once for the batch instead of twice per row
+    /// [`MaskRows::each`] with the bounds checked once for the batch instead of twice per row
     /// (the per-row range checks were about a fifth of the masking time of a 256-logit row).
     /// Rows past the logits or a batch with no whole mask are not masked at all: never an
     /// access out of bounds.
     #[inline(always)]
-    fn each_row<L>(rows: Rows<'_>, logits: &mut [L], v: usize, mut f: impl FnMut(&mut [L], &[u8])) {
+    fn each_row<L>(rows: MaskRows<'_>, logits: &mut [L], v: usize, mut f: impl FnMut(&mut [L], &[u8])) {
         let b = rows.states.len().min(rows.finished.len());
         let masks = rows.masks.len().checked_div(rows.width).unwrap_or(0);
         let need = b
@@ -287,7 +317,7 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx512f,avx512bw")]
-    unsafe fn rows16<L: Logit>(logits: &mut [L], v: usize, rows: Rows<'_>) {
+    unsafe fn rows16<L: Logit>(logits: &mut [L], v: usize, rows: MaskRows<'_>) {
         debug_assert_eq!(size_of::<L>(), 2);
         let neg = _mm512_set1_epi16(L::NEG_INFINITY_BITS as u16 as i16);
         each_row(rows, logits, v, |r, mask| {
@@ -300,7 +330,7 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx512f")]
-    unsafe fn rows32<L: Logit>(logits: &mut [L], v: usize, rows: Rows<'_>) {
+    unsafe fn rows32<L: Logit>(logits: &mut [L], v: usize, rows: MaskRows<'_>) {
         debug_assert_eq!(size_of::<L>(), 4);
         let neg = _mm512_set1_epi32(L::NEG_INFINITY_BITS as u32 as i32);
         each_row(rows, logits, v, |r, mask| {
@@ -312,7 +342,7 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx512f")]
-    unsafe fn rows64<L: Logit>(logits: &mut [L], v: usize, rows: Rows<'_>) {
+    unsafe fn rows64<L: Logit>(logits: &mut [L], v: usize, rows: MaskRows<'_>) {
         debug_assert_eq!(size_of::<L>(), 8);
         let neg = _mm512_set1_epi64(L::NEG_INFINITY_BITS as i64);
         each_row(rows, logits, v, |r, mask| {
@@ -327,6 +357,38 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The size check of the CPU and CUDA masks: exact where it fits, an `Err` (never a
+    /// wrapped size that a short buffer would pass) where `(B - 1) * stride + V` overflows.
+    #[test]
+    fn min_logits_len_is_checked() {
+        assert_eq!(min_logits_len(3, 260, 256, 0), Ok(2 * 260 + 256));
+        assert_eq!(min_logits_len(1, usize::MAX, 256, 0), Ok(256));
+        let e = min_logits_len(2, 255, 256, 7).unwrap_err();
+        assert_eq!(
+            e.kind(),
+            ErrorKind::StrideTooSmall {
+                stride: 255,
+                vocab: 256
+            }
+        );
+        for (b, stride, v) in [
+            (2, usize::MAX, 256),
+            (u32::MAX as usize, usize::MAX / 1000, 256),
+            (3, usize::MAX / 2, 256),
+            (2, usize::MAX - 10, usize::MAX - 10),
+        ] {
+            let e = min_logits_len(b, stride, v, 1000).unwrap_err();
+            assert_eq!(
+                e.kind(),
+                ErrorKind::LogitsSize {
+                    expected: usize::MAX,
+                    got: 1000
+                },
+                "B={b} stride={stride} V={v}"
+            );
+        }
+    }
 
     fn splitmix(z: &mut u64) -> u64 {
         *z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -377,7 +439,7 @@ mod tests {
                 let mut got = buf.clone();
                 let all: Vec<u8> = masks.concat();
                 let states: Vec<u16> = (0..rows as u16).collect();
-                let batch = Rows {
+                let batch = MaskRows {
                     states: &states,
                     finished: &finished,
                     masks: &all,
