@@ -44,7 +44,7 @@ pub fn tokenizer(data: &[u8]) {
             if let Err(e) = t.validate_masks() {
                 panic!("generated tables fail validate_masks: {e}");
             }
-            drive(&t, &blob);
+            drive(&t, data);
         }
         Err(e) => panic!("the runtime refuses generated tables: {e}"),
     }
@@ -64,7 +64,7 @@ pub fn runtime(data: &[u8]) {
         return;
     };
     // The doc of `from_bytes` says it checks masks against entries.
-    if let Err(e) = t.validate_masks() {
+    if let (true, Err(e)) = (check_open_defects(), t.validate_masks()) {
         panic!("from_bytes accepted tables that validate_masks refuses: {e}");
     }
     drive(&t, ops);
@@ -94,6 +94,15 @@ pub fn query(data: &[u8]) {
     }
 }
 
+const MAX_OPS: usize = 768;
+
+/// Whether to check the promises issue #9 lists as broken: `from_bytes` checking masks in the
+/// class layout, `Sequence::step` keeping the word length limit. `WELT_FUZZ_SKIP_OPEN=1` skips
+/// them, so that a fuzz run looks past those defects until their fixes land.
+fn check_open_defects() -> bool {
+    std::env::var_os("WELT_FUZZ_SKIP_OPEN").is_none()
+}
+
 /// Token ids from operation bytes: three bytes each, reduced modulo `V + 2` so that the two
 /// ids just past the vocabulary come up too.
 fn ids(ops: &[u8], vocab: usize) -> Vec<u32> {
@@ -106,8 +115,10 @@ fn ids(ops: &[u8], vocab: usize) -> Vec<u32> {
         .collect()
 }
 
-/// Runs tables through everything a caller can do with them, driven by `ops`.
+/// Runs tables through everything a caller can do with them, driven by `ops` (the first
+/// [`MAX_OPS`] bytes: enough for several words in every row).
 fn drive(t: &Tables<'_>, ops: &[u8]) {
+    let ops = &ops[..ops.len().min(MAX_OPS)];
     let v = t.vocab_size();
     let ids = ids(ops, v);
     for s in 0..t.num_states().min(64) {
@@ -135,11 +146,15 @@ fn sequence(t: &Tables<'_>, ids: &[u32]) {
                 assert_eq!(seq.len(), len + 1);
             }
             Err(_) => {
-                assert_eq!((seq.state(), seq.len()), (state, len), "a failed step changed the word");
+                assert_eq!(
+                    (seq.state(), seq.len()),
+                    (state, len),
+                    "a failed step changed the word"
+                );
             }
         }
         assert!(
-            seq.len() <= usize::from(t.max_word_len()),
+            !check_open_defects() || seq.len() <= usize::from(t.max_word_len()),
             "a word of {} tokens, past the limit of {}",
             seq.len(),
             t.max_word_len()
@@ -189,7 +204,9 @@ fn batch(t: &Tables<'_>, ops: &[u8], ids: &[u32]) {
             break;
         }
         logits.fill(0.0);
-        batch.apply_mask_strided(&mut logits, stride).expect("strided logits of B x stride");
+        batch
+            .apply_mask_strided(&mut logits, stride)
+            .expect("strided logits of B x stride");
         for r in 0..rows {
             let m = batch.mask(r).expect("a row's mask");
             if !batch.finished()[r] {
@@ -199,7 +216,11 @@ fn batch(t: &Tables<'_>, ops: &[u8], ids: &[u32]) {
             }
         }
         assert!(batch.mask(rows).is_err());
-        let before = (batch.states().to_vec(), batch.lengths().to_vec(), batch.finished().to_vec());
+        let before = (
+            batch.states().to_vec(),
+            batch.lengths().to_vec(),
+            batch.finished().to_vec(),
+        );
         let mut tokens = chunk.to_vec();
         match batch.advance(&mut tokens) {
             Ok(running) => {
@@ -212,7 +233,11 @@ fn batch(t: &Tables<'_>, ops: &[u8], ids: &[u32]) {
                 }
             }
             Err(_) => {
-                let after = (batch.states().to_vec(), batch.lengths().to_vec(), batch.finished().to_vec());
+                let after = (
+                    batch.states().to_vec(),
+                    batch.lengths().to_vec(),
+                    batch.finished().to_vec(),
+                );
                 assert_eq!(before, after, "a failed advance changed the batch");
             }
         }
