@@ -6,20 +6,35 @@
 //! where the library broke a promise: a panic inside it, an accepted input whose result is
 //! inconsistent, or a failed call that changed state it promises to leave alone.
 
-use kernels_gen::tokenizer::TokenizerOptions;
-use welt::generated::BpeByteLevelBuildScript;
-use welt::query::Mode;
-use welt_runtime::{Decoder, Sequence, Tables, Utf8Words, WordBatch};
+use std::sync::OnceLock;
 
-/// The one place the tokenizer loader is called (its options are about to become
-/// `kernels_gen::DecoderOptions`).
+use kernels_gen::DecoderOptions;
+use welt::query::Mode;
+use welt_runtime::{Decoder, OwnedTables, Sequence, Tables, Utf8Words, WordBatch};
+
+/// The one place the tokenizer loader is called.
 fn load_tokenizer(json: &str) -> Result<kernels_gen::Vocabulary, kernels_gen::Error> {
-    kernels_gen::tokenizer::load_str("fuzz.json", json, &TokenizerOptions::default())
+    kernels_gen::tokenizer::load_str("fuzz.json", json, &DecoderOptions::default())
 }
 
 /// The one place a `welt query` input is answered (what the CLI runs on its input).
 fn run_query(tables: &Tables<'_>, mode: Mode, input: &[u8]) -> Result<String, String> {
-    welt::query::run_mode(tables, mode, input).map_err(|e| e.to_string())
+    let mut out = Vec::new();
+    welt::query::run_mode(tables, mode, input, &mut out).map_err(|e| e.to_string())?;
+    String::from_utf8(out).map_err(|e| e.to_string())
+}
+
+/// A byte-level BPE decoder for `"tokens"` queries: the repository's fixture, generated once.
+fn bpe_tables() -> Tables<'static> {
+    static TABLES: OnceLock<OwnedTables> = OnceLock::new();
+    TABLES
+        .get_or_init(|| {
+            let json = include_str!("../../tests/fixtures/bpe_bytelevel.json");
+            let vocab = load_tokenizer(json).expect("the fixture loads");
+            let tables = kernels_gen::generate(&kernels_gen::DecoderSpec::new(vocab)).expect("tables");
+            OwnedTables::from_bytes(tables.to_blob()).expect("valid tables")
+        })
+        .as_tables()
 }
 
 /// Target `tokenizer`: arbitrary bytes as a `tokenizer.json`. A vocabulary the loader accepts
@@ -63,9 +78,17 @@ pub fn runtime(data: &[u8]) {
     let Ok(t) = Tables::from_bytes(blob) else {
         return;
     };
-    // The doc of `from_bytes` says it checks masks against entries.
-    if let (true, Err(e)) = (check_open_defects(), t.validate_masks()) {
-        panic!("from_bytes accepted tables that validate_masks refuses: {e}");
+    // `from_bytes` checks masks against entries in the direct layout (its doc says the class
+    // layout's check is left to `validate`, which `OwnedTables::from_bytes` runs).
+    if t.token_classes().is_none() {
+        if let Err(e) = t.validate_masks() {
+            panic!("from_bytes accepted direct tables that validate_masks refuses: {e}");
+        }
+    }
+    if OwnedTables::from_bytes(blob.to_vec()).is_ok() {
+        if let Err(e) = t.validate_masks() {
+            panic!("OwnedTables::from_bytes accepted tables that validate_masks refuses: {e}");
+        }
     }
     drive(&t, ops);
 }
@@ -76,7 +99,7 @@ pub fn runtime(data: &[u8]) {
 pub fn query(data: &[u8]) {
     for (tables, mode) in [
         (Utf8Words::TABLES, Mode::Bytes),
-        (BpeByteLevelBuildScript::TABLES, Mode::Tokens),
+        (bpe_tables(), Mode::Tokens),
     ] {
         let Ok(out) = run_query(&tables, mode, data) else {
             continue;
@@ -95,13 +118,6 @@ pub fn query(data: &[u8]) {
 }
 
 const MAX_OPS: usize = 768;
-
-/// Whether to check the promises issue #9 lists as broken: `from_bytes` checking masks in the
-/// class layout, `Sequence::step` keeping the word length limit. `WELT_FUZZ_SKIP_OPEN=1` skips
-/// them, so that a fuzz run looks past those defects until their fixes land.
-fn check_open_defects() -> bool {
-    std::env::var_os("WELT_FUZZ_SKIP_OPEN").is_none()
-}
 
 /// Token ids from operation bytes: three bytes each, reduced modulo `V + 2` so that the two
 /// ids just past the vocabulary come up too.
@@ -154,7 +170,7 @@ fn sequence(t: &Tables<'_>, ids: &[u32]) {
             }
         }
         assert!(
-            !check_open_defects() || seq.len() <= usize::from(t.max_word_len()),
+            seq.len() <= usize::from(t.max_word_len()),
             "a word of {} tokens, past the limit of {}",
             seq.len(),
             t.max_word_len()
