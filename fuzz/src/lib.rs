@@ -97,10 +97,7 @@ pub fn runtime(data: &[u8]) {
 /// (`"bytes"` lines) and with a byte-level BPE decoder (`"tokens"` lines). An answered input
 /// has one JSON output line per non-blank input line, each with a mask of `ceil(V / 8)` bytes.
 pub fn query(data: &[u8]) {
-    for (tables, mode) in [
-        (Utf8Words::TABLES, Mode::Bytes),
-        (bpe_tables(), Mode::Tokens),
-    ] {
+    for (tables, mode) in [(Utf8Words::TABLES, Mode::Bytes), (bpe_tables(), Mode::Tokens)] {
         let Ok(out) = run_query(&tables, mode, data) else {
             continue;
         };
