@@ -97,7 +97,7 @@ fn query_answers_good_input_from_a_file_and_from_stdin() {
 
 #[test]
 fn query_refuses_malformed_lines_after_answering_the_ones_before() {
-    let cases: [(&str, &[&str]); 7] = [
+    let cases: [(&str, &[&str]); 9] = [
         ("not json at all", &["line 3", "not JSON"]),
         ("{\"bites\": [1]}", &["line 3", "missing \"bytes\""]),
         (
@@ -108,7 +108,13 @@ fn query_refuses_malformed_lines_after_answering_the_ones_before() {
             "{\"bytes\": [-1]}",
             &["line 3", "\"bytes\"[0] = -1", "is not an integer in"],
         ),
-        ("{\"bytes\": [1.5]}", &["line 3", "\"bytes\"[0] = 1.5"]),
+        ("{\"bytes\": [1.5]}", &["line 3", "\"bytes\"[0] = 1.5e0", "a fraction"]),
+        // Not `= 100`, which would read as the integer 100 (which is in range).
+        ("{\"bytes\": [1e2]}", &["line 3", "\"bytes\"[0] = 1e2", "an exponent"]),
+        (
+            "{\"bytes\": [18446744073709551616]}",
+            &["line 3", "\"bytes\"[0] = 1.8446744073709552e19", "past 2^64"],
+        ),
         ("[1, 2, 3]", &["line 3", "expected a JSON object"]),
         ("{\"bytes\": \"abc\"}", &["line 3", "must be an array"]),
     ];
