@@ -176,20 +176,40 @@ impl LlamaConfig {
     }
 
     /// Reads, parses and validates a `config.json` file.
+    ///
+    /// A config is a few hundred bytes; a file over [`LlamaConfig::MAX_FILE_BYTES`] (say a
+    /// link to `/dev/zero`) is refused after reading that much, not read to the end.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ModelError> {
+        use std::io::Read;
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| ModelError::Io {
+        let io = |source| ModelError::Io {
             path: path.to_owned(),
-            source: e,
-        })?;
+            source,
+        };
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .map_err(io)?
+            .take(Self::MAX_FILE_BYTES + 1)
+            .read_to_string(&mut text)
+            .map_err(io)?;
+        if text.len() as u64 > Self::MAX_FILE_BYTES {
+            return Err(io(std::io::Error::other(format!(
+                "larger than {} bytes, the most a config.json may hold",
+                Self::MAX_FILE_BYTES
+            ))));
+        }
         Self::from_json(&text).map_err(|e| match e {
             ModelError::Json { message, .. } => ModelError::Json {
                 path: Some(path.to_owned()),
                 message,
             },
+            ModelError::Config(message) => ModelError::Config(format!("{}: {message}", path.display())),
             other => other,
         })
     }
+
+    /// The largest `config.json` [`LlamaConfig::from_file`] reads: 1 MiB.
+    pub const MAX_FILE_BYTES: u64 = 1 << 20;
 
     fn from_object(obj: &Map<String, Value>) -> Result<Self, ModelError> {
         let text_is = |key: &str, want: &str| -> Result<(), ModelError> {
