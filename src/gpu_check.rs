@@ -9,7 +9,9 @@
 //! - fused greedy `step`: with the next-token buffer poisoned first, every row's token equals
 //!   the CPU argmax of its masked logits (PAD for finished rows), and the state after it equals
 //!   the CPU's;
-//! - sampling: two batches with the same history and seed choose the same tokens, all allowed.
+//! - sampling: two batches with the same history and seed choose the same tokens, all allowed;
+//! - sampling where `logit / T` leaves f32: the fused step chooses exactly what
+//!   [`Sampler::choose`] does (the largest unscaled logit).
 //!
 //! Timing — CUDA events, warm-up, medians of single launches: mask, advance, the fused step,
 //! the fused step replayed from a CUDA graph, and device-to-device copy bandwidth beside the
@@ -263,6 +265,48 @@ fn check_advance_and_sampling(
     Ok((agree, total))
 }
 
+/// Where `logit / T` leaves f32 (the largest scaled logit is `+inf`, or every one is `-inf`),
+/// the fused step must choose exactly as [`Sampler::choose`]: the largest unscaled logit. One
+/// row per case, from the start state, its logits the case's values repeated over the row.
+fn check_overflowing_scale(dec: &CudaDecoder, t: &Tables<'_>) -> Result<()> {
+    let v = t.vocab_size();
+    let stream = dec.stream();
+    let cases: [(f32, &[f32]); 5] = [
+        (1e-10, &[1e30, 2e30, -1.0]),
+        (1e-10, &[2e30, 1e30]),
+        (0.5, &[-3.3e38, -3e38]),
+        (2e-38, &[5.0, 7.0, 6.0]),
+        (1.0, &[f32::INFINITY, 0.0, f32::INFINITY]),
+    ];
+    for (temperature, pattern) in cases {
+        for (top_k, top_p) in [(0, 1.0), (40, 0.9)] {
+            let sampler = Sampler {
+                temperature,
+                top_k,
+                top_p,
+                seed: 99,
+            };
+            let host: Vec<f32> = (0..v).map(|i| pattern[i % pattern.len()]).collect();
+            let mut masked = host.clone();
+            WordBatch::new(*t, 1)?.apply_mask(&mut masked)?;
+            let want = sampler.choose(&masked, 0, 0)?.unwrap_or(t.pad());
+            let mut gpu = DeviceBatch::new(dec, 1)?;
+            gpu.fill_next_tokens(u32::MAX)?;
+            gpu.step(&stream.clone_htod(&host)?, v, &sampler)?;
+            gpu.check_error()?;
+            let got = gpu.download()?.next_tokens[0];
+            if got != want {
+                return Err(format!(
+                    "T = {temperature:e}, top-k {top_k}, top-p {top_p}, logits {pattern:?}...: device chose \
+                     {got}, the CPU sampler {want}"
+                )
+                .into());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Median of `reps` timings (µs) of `f`, measured with CUDA events around each call.
 fn time_us(
     dec: &CudaDecoder,
@@ -359,6 +403,10 @@ pub fn run(opts: &Options) -> Result<()> {
             check::<bf16>(&dec, &t, b, &mut rng).map_err(|e| format!("{} B={b} bf16: {e}", s.name))?;
             let (a, n) = check_advance_and_sampling(&dec, &t, b, &mut rng)
                 .map_err(|e| format!("{} B={b} advance/sampling: {e}", s.name))?;
+            if b == batches[0] {
+                check_overflowing_scale(&dec, &t)
+                    .map_err(|e| format!("{} overflowing scale: {e}", s.name))?;
+            }
             agree += a;
             sampled += n;
             println!(

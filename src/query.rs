@@ -244,7 +244,9 @@ impl<'de> Visitor<'de> for Id {
         // A number written with a fraction or an exponent (`1e2`, `1.0`), or too large for a
         // u64: printing the parsed float would show `100` or `18446744073709552000`, which reads
         // as if it were the integer given.
-        Err(self.bad(format_args!("{v:e} (written as a fraction, an exponent or past 2^64)")))
+        Err(self.bad(format_args!(
+            "{v:e} (written as a fraction, an exponent or past 2^64)"
+        )))
     }
     fn visit_bool<E: de::Error>(self, v: bool) -> Result<u32, E> {
         Err(self.bad(v))

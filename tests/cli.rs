@@ -108,9 +108,15 @@ fn query_refuses_malformed_lines_after_answering_the_ones_before() {
             "{\"bytes\": [-1]}",
             &["line 3", "\"bytes\"[0] = -1", "is not an integer in"],
         ),
-        ("{\"bytes\": [1.5]}", &["line 3", "\"bytes\"[0] = 1.5e0", "a fraction"]),
+        (
+            "{\"bytes\": [1.5]}",
+            &["line 3", "\"bytes\"[0] = 1.5e0", "a fraction"],
+        ),
         // Not `= 100`, which would read as the integer 100 (which is in range).
-        ("{\"bytes\": [1e2]}", &["line 3", "\"bytes\"[0] = 1e2", "an exponent"]),
+        (
+            "{\"bytes\": [1e2]}",
+            &["line 3", "\"bytes\"[0] = 1e2", "an exponent"],
+        ),
         (
             "{\"bytes\": [18446744073709551616]}",
             &["line 3", "\"bytes\"[0] = 1.8446744073709552e19", "past 2^64"],

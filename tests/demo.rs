@@ -314,13 +314,19 @@ fn an_endless_config_is_refused_and_config_errors_name_the_file() {
     std::os::unix::fs::symlink("/dev/zero", &config).unwrap();
     let (code, out, err) = welt_bounded(&[os("--model"), dir.as_os_str(), os("--words"), os("1")]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("config.json") && err.contains("larger than 1048576 bytes"), "{err}");
+    assert!(
+        err.contains("config.json") && err.contains("larger than 1048576 bytes"),
+        "{err}"
+    );
     assert!(out.is_empty(), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 
     let dir = checkpoint("named", |c| c["rope_theta"] = 1e-50.into());
     let (code, _, err) = welt_bounded(&[os("--model"), dir.as_os_str(), os("--words"), os("1")]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains(&dir.join("config.json").display().to_string()), "{err}");
+    assert!(
+        err.contains(&dir.join("config.json").display().to_string()),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

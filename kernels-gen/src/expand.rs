@@ -2,7 +2,7 @@
 //! `welt-macros` only forwards its token streams to [`expand`].
 //!
 //! The attribute is a list of `name = value` arguments, the options of
-//! [`DecoderOptions`](crate::DecoderOptions) ([`crate::options::OPTION_NAMES`]); the item is a
+//! [`DecoderOptions`] ([`crate::options::OPTION_NAMES`]); the item is a
 //! unit struct. Every problem is a `compile_error!` at the tokens it is about, all of them at
 //! once: syntax, unknown or repeated arguments, values, what [`DecoderOptions::validate`]
 //! finds, the item; then whatever reading the tokenizer or generating reports, at the argument

@@ -1,5 +1,5 @@
 //! kernels-gen turns a tokenizer and WeLT's word rule into one minimal automaton and emits it
-//! as tables — Rust today, CUDA next — so that a decode loop does one table lookup per token.
+//! as tables (Rust source, a CUDA source and its C header) so that a decode loop does one table lookup per token.
 //!
 //! It runs at build time only: inside the `#[welt_decoder]` proc macro (`welt-macros`, a shim
 //! over [`expand()`]) or a build script ([`build::DecoderBuild`]), and in the `welt` CLI. All

@@ -1,4 +1,4 @@
-//! One front end for a decoder's options, shared by `#[welt_decoder(...)]` ([`crate::expand`]),
+//! One front end for a decoder's options, shared by `#[welt_decoder(...)]` ([`crate::expand()`]),
 //! the build-script API ([`crate::build::DecoderBuild`]) and the `welt` CLI: each fills a
 //! [`DecoderOptions`] (by field, or by name and text with [`DecoderOptions::set`]), then
 //! [`DecoderOptions::validate`] reports every problem at once and [`DecoderOptions::spec`]

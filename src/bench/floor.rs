@@ -7,8 +7,7 @@
 ///
 /// A floor must be the least a pass over the logits can cost on the machine at hand: welt's
 /// mask writes with AVX-512 masked stores, so a floor held to 16-byte stores would flatter
-/// welt (measured on the bench machine, B = 32: 10.8 ns per 256-logit row with 16-byte
-/// stores, 5.4 with 64-byte ones).
+/// welt (`welt bench` prints both floors).
 #[inline(never)]
 pub fn floor_pass(logits: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
@@ -41,10 +40,10 @@ pub fn floor_stores() -> &'static str {
 /// logit, 64 at a time through a `[f32; 64]` (sixteen 16-byte stores per chunk on x86-64).
 ///
 /// Why not `logits.fill(..)`: that compiles to a tiny loop of two 16-byte stores whose speed
-/// depends on where the linker happens to place it. Measured on the bench machine, the same
-/// machine code ran at 11 ns per 256-logit row when the loop sat inside one 32-byte block of
-/// code and at 22 ns when it straddled two (the front end, not the stores, was the limit).
-/// The unrolled chunk makes the stores the limit wherever the code lands.
+/// depends on where the linker happens to place it: the same machine code is far slower when
+/// the loop straddles two 32-byte blocks of code than when it sits inside one (the front end,
+/// not the stores, is then the limit). The unrolled chunk makes the stores the limit wherever
+/// the code lands.
 #[inline(never)]
 pub fn floor_baseline_pass(logits: &mut [f32]) {
     let mut chunks = logits.chunks_exact_mut(64);
@@ -57,7 +56,8 @@ pub fn floor_baseline_pass(logits: &mut [f32]) {
 }
 
 /// The floor's wide stores. (Left to itself the compiler turns a `[f32; 64]` assignment in
-/// an AVX-512 function into scatter stores, 16x slower; hence the intrinsics.)
+/// an AVX-512 function into scatter stores, far slower than plain ones; hence the
+/// intrinsics.)
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod wide {

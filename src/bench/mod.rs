@@ -11,8 +11,8 @@
 //!   mask applied by writing into the logits can cost — with the widest stores the CPU has
 //!   (AVX-512, else AVX2), as welt's mask uses AVX-512 masked stores where it can;
 //! - `floor_baseline`: the same pass as the compiler writes it for the baseline x86-64
-//!   target (16-byte SSE2 stores). Reported for comparison with numbers measured before
-//!   welt's mask used wider stores; the targets are judged against `floor`;
+//!   target (16-byte SSE2 stores). Reported to show what wider stores are worth; the
+//!   targets are judged against `floor`;
 //! - `welt_no_mask`: `welt` without the mask, so that `welt - welt_no_mask` is the mask's own
 //!   cost.
 //!
@@ -233,7 +233,7 @@ fn result_json(r: &BatchResult) -> serde_json::Value {
     })
 }
 
-/// The targets of the issue that asked for this bench, as lines saying whether they are met
+/// The bench's targets, as lines saying whether they are met
 /// (or that nothing can be said, on a busy machine).
 fn verdicts(results: &[BatchResult], busy: bool) -> Vec<String> {
     let ok = |b: bool| match (b, busy) {

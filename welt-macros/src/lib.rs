@@ -1,6 +1,6 @@
 //! `#[welt_decoder]`: generates a welt decoder's tables at compile time.
 //!
-//! A shim: all the logic is [`kernels_gen::expand`], tested there without a compiler in the
+//! A shim: all the logic is [`kernels_gen::expand()`], tested there without a compiler in the
 //! loop. Use it through `welt_runtime::welt_decoder`, which re-exports it; the generated code
 //! names `::welt_runtime`.
 //!

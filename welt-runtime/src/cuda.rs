@@ -351,14 +351,14 @@ impl<'d> DeviceBatch<'d> {
     }
 
     /// `batch` empty words with the decoder's default word length limit.
+    ///
+    /// `Err` for 0 rows and for more than `u32::MAX` (the kernels count rows in `u32`).
     pub fn new(dec: &'d CudaDecoder, batch: usize) -> Result<DeviceBatch<'d>, CudaError> {
-        if batch == 0 {
-            return Err(input(crate::ErrorKind::EmptyBatch));
-        }
+        let rows = device_rows(batch)?;
         let s = &dec.stream;
         let mut b = DeviceBatch {
             dec,
-            batch: batch as u32,
+            batch: rows,
             max_len: u32::from(dec.tables().max_word_len()),
             states: s.alloc_zeros(batch)?,
             lengths: s.alloc_zeros(batch)?,
@@ -412,7 +412,7 @@ impl<'d> DeviceBatch<'d> {
         row_stride: usize,
     ) -> Result<(), CudaError> {
         self.check_logits(logits, row_stride)?;
-        let v = self.dec.tables().vocab_size() as u32;
+        let v = self.dec.tables().vocab;
         let cfg = LaunchConfig {
             // gridDim.y is at most 65,535: the kernel loops over the rows past it.
             grid_dim: (v.div_ceil(MASK_BLOCK).min(1024), self.batch.min(65_535), 1),
@@ -593,6 +593,19 @@ impl<'d> DeviceBatch<'d> {
     }
 }
 
+/// The device's row count: the kernels take the batch size, and count rows, in `u32`.
+fn device_rows(batch: usize) -> Result<u32, Error> {
+    if batch == 0 {
+        return Err(Error::new(crate::ErrorKind::EmptyBatch));
+    }
+    u32::try_from(batch).map_err(|_| {
+        Error::new(crate::ErrorKind::TooManyRows {
+            rows: batch,
+            limit: u32::MAX,
+        })
+    })
+}
+
 /// The device's word length limit: lengths are `u16` there.
 fn device_word_len(n: u32) -> Result<u32, Error> {
     let limit = u32::from(u16::MAX);
@@ -612,6 +625,24 @@ fn device_word_len(n: u32) -> Result<u32, Error> {
 mod tests {
     use super::*;
     use crate::ErrorKind;
+
+    /// A batch past `u32::MAX` rows is refused, not truncated to its low 32 bits (2^32 + 3
+    /// rows would run as 3).
+    #[test]
+    fn the_device_batch_is_1_to_u32_max_rows_with_an_error_for_each_side() {
+        assert_eq!(device_rows(1), Ok(1));
+        assert_eq!(device_rows(u32::MAX as usize), Ok(u32::MAX));
+        assert_eq!(device_rows(0).unwrap_err().kind(), ErrorKind::EmptyBatch);
+        for rows in [u32::MAX as usize + 1, (1usize << 32) + 3, usize::MAX] {
+            assert_eq!(
+                device_rows(rows).unwrap_err().kind(),
+                ErrorKind::TooManyRows {
+                    rows,
+                    limit: u32::MAX
+                }
+            );
+        }
+    }
 
     #[test]
     fn the_device_word_limit_is_1_to_65535_with_an_error_for_each_side() {

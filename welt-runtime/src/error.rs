@@ -30,6 +30,8 @@ pub enum ErrorKind {
     EmptyBatch,
     /// A batch of more rows than memory can hold.
     BatchTooLarge { rows: usize },
+    /// A batch of more rows than the GPU kernels count (`limit`: `u32::MAX`).
+    TooManyRows { rows: usize, limit: u32 },
     /// A word length limit of zero.
     ZeroWordLength,
     /// A per-row buffer whose length is not the batch size.
@@ -89,6 +91,9 @@ impl fmt::Display for Error {
             ErrorKind::EmptyBatch => write!(f, "a batch needs at least one row"),
             ErrorKind::BatchTooLarge { rows } => {
                 write!(f, "a batch of {rows} rows does not fit in memory")
+            }
+            ErrorKind::TooManyRows { rows, limit } => {
+                write!(f, "a batch of {rows} rows is more than the {limit} rows the GPU kernels count")
             }
             ErrorKind::ZeroWordLength => write!(f, "the word length limit must be at least 1"),
             ErrorKind::BatchSizeMismatch { expected, got } => {

@@ -121,8 +121,8 @@ impl MaskRows<'_> {
 /// With an [`Avx512`] (x86-64 with AVX-512 F/BW/VL) every row is written with masked vector
 /// stores: per 16 `f32` (8 `f64`, 32 `f16`/`bf16`) one store of `-inf` into exactly the
 /// forbidden lanes, with no branch on the mask's content, so the cost does not depend on
-/// which states the rows are in (`welt bench`, B = 32: the mask went from 14 to about 6 ns
-/// per 256-logit row). Elsewhere, the portable [`mask_row`].
+/// which states the rows are in (`welt bench` prints the mask's cost). Elsewhere, the portable
+/// [`mask_row`].
 #[inline]
 pub(crate) fn mask_rows<L: Logit>(avx: Option<Avx512>, logits: &mut [L], v: usize, rows: MaskRows<'_>) {
     if let Some(avx) = avx {
@@ -161,16 +161,13 @@ mod sealed {
 /// Masks of real decoders are runs: whole 64-token words are either kept (skipped) or
 /// forbidden, and a mixed word is mostly whole bytes (for the byte decoder at a character
 /// boundary, 0xC0-0xFF is `fc ff ff ff ff ff 1f 00`). This is the portable path of
-/// `WordBatch::apply_mask` (CPUs without AVX-512, and the tails of long rows); `welt bench`
-/// showed where its time went, hence:
+/// `WordBatch::apply_mask` (CPUs without AVX-512, and the tails of long rows), and it spends
+/// its time in stores, hence:
 ///
 /// - a whole forbidden word is written through a `[L; 64]` array, so the compiler emits a
 ///   fixed run of vector stores instead of a loop that recomputes the chunk's length and tail;
 /// - in a mixed word, each fully forbidden byte is written as one `[L; 8]` and only the bits
 ///   of partly forbidden bytes one by one (5 single stores at a boundary instead of 13).
-///
-/// On the bench's byte streams (x86-64, f32, B = 32) this took the mask from about 23 to 14
-/// ns per row.
 #[inline]
 pub(crate) fn mask_row<L: Logit>(row: &mut [L], mask: &[u8]) {
     for (chunk, m) in row.chunks_mut(64).zip(mask.chunks_exact(8)) {
@@ -237,7 +234,8 @@ mod x86 {
     }
 
     /// [`MaskRows::each`] with the bounds checked once for the batch instead of twice per row
-    /// (the per-row range checks were about a fifth of the masking time of a 256-logit row).
+    /// (next to the sixteen masked stores of a 256-logit `f32` row, per-row range checks are
+    /// not negligible).
     /// Rows past the logits or a batch with no whole mask are not masked at all: never an
     /// access out of bounds.
     #[inline(always)]

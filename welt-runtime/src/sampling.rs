@@ -299,8 +299,8 @@ mod tests {
         assert_ne!(a, other, "another row draws other numbers");
     }
 
-    /// Below `GREEDY_BELOW` the choice is the argmax; 1e-45 (the smallest subnormal) used to
-    /// scale by an infinite `1 / T` and take token 0, or find no finite logit at all.
+    /// Below `GREEDY_BELOW` the choice is the argmax: at 1e-45 (the smallest subnormal)
+    /// `1 / T` is infinite, and scaling by it would take token 0, or find no finite logit.
     #[test]
     fn a_tiny_temperature_is_greedy() {
         for t in [1e-45f32, 1e-39, f32::MIN_POSITIVE / 2.0, 0.0, -0.0] {
@@ -318,8 +318,8 @@ mod tests {
         assert!(!Sampler::with_temperature(Sampler::GREEDY_BELOW, 1).is_greedy());
     }
 
-    /// `logit / T` past f32: the mass is all on the largest logit (it used to go to the first
-    /// logit that overflowed, or to no token when every scaled logit was `-inf`).
+    /// `logit / T` past f32: the mass is all on the largest logit, not on the first logit that
+    /// overflows, and there is a token even when every scaled logit is `-inf`.
     #[test]
     fn scaling_past_f32_chooses_the_largest_logit() {
         let cases: [(f32, &[f32], u32); 5] = [

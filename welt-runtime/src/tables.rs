@@ -25,7 +25,7 @@ pub const DEAD: u16 = welt_format::DEAD;
 /// [`OwnedTables`] for tables read or generated at run time.
 #[derive(Clone, Copy)]
 pub struct Tables<'a> {
-    vocab: u32,
+    pub(crate) vocab: u32,
     states: u32,
     start: u16,
     eos: u32,

@@ -66,7 +66,7 @@ pub fn source(tables: &Tables) -> String {
     let mask_words = v.div_ceil(64);
     let table_bytes = n * width * 2 + if direct { 0 } else { v * 2 } + n * mask_words * 8;
     let constant = table_bytes <= CONSTANT_LIMIT_BYTES;
-    let mut decoder = String::new();
+    let mut decoder = format_constants();
     let _ = write!(
         decoder,
         r#"
@@ -93,6 +93,24 @@ pub fn source(tables: &Tables) -> String {
         &[(INCLUDE_ABI, ABI), (INCLUDE_DECODER, &decoder)],
     );
     out
+}
+
+/// The table format's constants the kernels use, printed from `welt_format` so that the
+/// writer, the reader and the kernels share one definition.
+fn format_constants() -> String {
+    let forbidden = welt_format::entry(welt_format::DEAD, false);
+    format!(
+        r#"
+/* ---- welt's table format (welt_format) ---- */
+#define WELT_STOP_BIT {stop:#06x}u        /* entry bit: the transition completes the word */
+#define WELT_NEXT_STATE {next:#06x}u      /* entry bits: the next state */
+#define WELT_DEAD {dead}u                 /* the dead state: nothing leaves it */
+#define WELT_FORBIDDEN_ENTRY {forbidden:#06x}u /* the entry of a forbidden token: to the dead state, no stop */
+"#,
+        stop = welt_format::STOP_BIT,
+        next = welt_format::NEXT_STATE,
+        dead = welt_format::DEAD,
+    )
 }
 
 /// Appends `template` to `out` with every line that starts with one of the `#include`s
@@ -169,7 +187,82 @@ mod tests {
         assert!(!src.contains("#include"));
         assert_eq!(src.matches(ABI).count(), 1);
         assert!(src.contains("\n/* ---- this decoder ---- */\n#define WELT_V 256u\n"));
+        assert!(src.contains("\n/* ---- welt's table format (welt_format) ---- */\n"));
         assert!(header(&tables).ends_with(ABI));
+    }
+
+    /// The format's constants come from `welt_format`, printed once into the source: the
+    /// kernels file defines none of them and spells no entry bit as a number.
+    #[test]
+    fn the_format_constants_are_welt_formats() {
+        let tables = crate::generate(&crate::DecoderSpec::utf8_bytes()).unwrap();
+        let src = source(&tables);
+        for (name, value) in [
+            ("WELT_STOP_BIT", u32::from(welt_format::STOP_BIT)),
+            ("WELT_NEXT_STATE", u32::from(welt_format::NEXT_STATE)),
+            ("WELT_DEAD", u32::from(welt_format::DEAD)),
+            (
+                "WELT_FORBIDDEN_ENTRY",
+                u32::from(welt_format::entry(welt_format::DEAD, false)),
+            ),
+        ] {
+            let define = format!("#define {name} ");
+            let lines: Vec<&str> = src.lines().filter(|l| l.starts_with(&define)).collect();
+            assert_eq!(lines.len(), 1, "{name}: {lines:?}");
+            let number = lines[0][define.len()..].split_whitespace().next().unwrap();
+            let number = number.trim_end_matches('u');
+            let parsed = match number.strip_prefix("0x") {
+                Some(hex) => u32::from_str_radix(hex, 16),
+                None => number.parse(),
+            };
+            assert_eq!(parsed, Ok(value), "{}", lines[0]);
+            assert!(!KERNELS.contains(&define), "kernels.cu defines {name} itself");
+        }
+        let numbers = KERNELS.split(|c: char| !c.is_ascii_alphanumeric());
+        for n in numbers.map(|n| n.trim_end_matches(['u', 'U']).to_ascii_lowercase()) {
+            assert!(
+                !["0x8000", "0x7fff", "32768", "32767"].contains(&n.as_str()),
+                "kernels.cu spells an entry bit as `{n}`"
+            );
+        }
+        assert!(
+            !KERNELS.contains("<< 15"),
+            "kernels.cu shifts an entry bit into place"
+        );
+    }
+
+    /// Where `logit / T` leaves f32 the step kernel chooses as `Sampler::choose` does: the
+    /// largest *unscaled* logit, greedily. (Text-level: running the kernel needs a GPU, and
+    /// `welt gpu-check` compares it with the CPU on such logits.) The fallback is taken when
+    /// the scaled maximum is +inf or no scaled logit is left, and rescans with scale 1.
+    #[test]
+    fn the_step_kernel_falls_back_to_the_unscaled_argmax_where_scaling_overflows() {
+        let body = KERNELS
+            .split("__device__ void welt_step_row(")
+            .nth(1)
+            .and_then(|rest| rest.split("\n}\n").next())
+            .expect("welt_step_row");
+        let scaled = body
+            .find("welt_largest<E>(p.tables, s, logits, lo, hi, inv_t, &best)")
+            .expect("the scaled maximum");
+        let test = body
+            .find(
+                "if (!greedy && (top == 0 || (unsigned)(top >> 32) == welt_key(__int_as_float(0x7f800000))))",
+            )
+            .expect("the overflow test: no scaled maximum, or +inf");
+        let unscaled = body
+            .find("top = welt_largest<E>(p.tables, s, logits, lo, hi, 1.0f, &best);")
+            .expect("the unscaled rescan");
+        let greedy = body[unscaled..].find("greedy = true;").map(|i| i + unscaled);
+        let no_token = body.find("if (top == 0) {").expect("the no-token exit");
+        assert!(
+            scaled < test && test < unscaled && greedy.is_some_and(|g| g < no_token),
+            "{body}"
+        );
+        assert!(
+            body[greedy.unwrap()..].find("if (!greedy) {").is_some(),
+            "sampling is skipped after the fallback"
+        );
     }
 
     /// A grid dimension is bounded (gridDim.y by 65,535): no kernel may take its row from a

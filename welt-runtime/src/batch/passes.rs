@@ -10,8 +10,8 @@
 //! of welt's whole step.
 //!
 //! Every pass is free of branches on the rows' data (a finished row looks up a harmless entry
-//! and ignores it): which rows finish is unpredictable, and a branch per row cost more than
-//! the work it skipped.
+//! and ignores it): which rows finish is unpredictable, and a branch per row costs more than
+//! the work it skips.
 
 use crate::cpu::Avx512;
 use crate::tables::{split, Tables};

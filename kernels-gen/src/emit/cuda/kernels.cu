@@ -1,5 +1,5 @@
 #include "welt_kernels.h"  /* the kernel ABI: the emitter puts the header text here */
-#include "welt_decoder.cuh" /* this decoder: WELT_V, WELT_STATES, ... and its __constant__ tables, generated */
+#include "welt_decoder.cuh" /* generated: the table format's constants (WELT_STOP_BIT, ...), this decoder's sizes and its __constant__ tables */
 
 /* ---- table access ---- */
 #if WELT_TABLES_IN_CONSTANT
@@ -20,7 +20,6 @@
 #  define WELT_MASK(t, s, w) __ldg(&(t).masks[(size_t)(s) * WELT_MASK_WORDS + (w)])
 #endif
 
-#define WELT_STOP_BIT 0x8000u
 #define WELT_BLOCK 256
 
 /* Element types: the value written for a forbidden token, and a conversion to float. Half
@@ -92,10 +91,11 @@ __device__ __forceinline__ unsigned welt_advance_row(welt_tables t, unsigned row
                                                      unsigned int *running, unsigned int *error) {
     if (tok >= WELT_V) { atomicOr(error, WELT_ERR_TOKEN_RANGE); return WELT_PAD; }
     const unsigned short s = states[row];
-    const unsigned short e = s < WELT_STATES ? WELT_ENTRY(t, s, tok) : 0;
-    const unsigned short next = e & ~WELT_STOP_BIT;
-    /* Entry 0 is a forbidden token; a stop leads to state 0 with the stop bit, and is allowed. */
-    if (e == 0) { atomicOr(error, WELT_ERR_NOT_ALLOWED); return WELT_PAD; }
+    const unsigned short e = s < WELT_STATES ? WELT_ENTRY(t, s, tok) : WELT_FORBIDDEN_ENTRY;
+    const unsigned short next = e & WELT_NEXT_STATE;
+    /* A forbidden token's entry leads to the dead state without the stop bit; a stop leads there
+       with it, and is allowed. */
+    if (e == WELT_FORBIDDEN_ENTRY) { atomicOr(error, WELT_ERR_NOT_ALLOWED); return WELT_PAD; }
     const unsigned short len = lengths[row] + 1;
     states[row] = next;
     lengths[row] = len;
@@ -162,6 +162,28 @@ __device__ __forceinline__ unsigned welt_block_count(unsigned v, unsigned *scrat
     return v;
 }
 
+/* The largest allowed `logit * scale` of a row over the block, packed as (key, ~token) so that
+   the maximum is the largest value and, on ties, the lowest id; 0 if no allowed token has a
+   value other than NaN or -inf. Every thread of the block gets the same answer. */
+template <typename E>
+__device__ unsigned long long welt_largest(welt_tables t, unsigned short s, const typename E::T *logits,
+                                           unsigned lo, unsigned hi, float scale, unsigned long long *best) {
+    __syncthreads(); /* every thread has read the last value of *best */
+    if (threadIdx.x == 0) *best = 0;
+    __syncthreads();
+    unsigned long long mine = 0;
+    for (unsigned tok = lo; tok < hi; ++tok) {
+        if (!((WELT_MASK(t, s, tok >> 6) >> (tok & 63)) & 1ull)) continue;
+        const float x = welt_to_float(E(), logits[tok]) * scale;
+        if (x != x || x == __int_as_float(0xff800000)) continue; /* NaN or -inf: never chosen */
+        const unsigned long long packed = ((unsigned long long)welt_key(x) << 32) | (0xffffffffu - tok);
+        if (packed > mine) mine = packed;
+    }
+    if (mine) atomicMax(best, mine);
+    __syncthreads();
+    return *best;
+}
+
 /* ---- the fused step: one block of WELT_BLOCK threads per row ----
    Thread i owns the contiguous tokens [i * chunk, (i + 1) * chunk), so a prefix over threads
    is a prefix over token ids: the sampled token is the first whose running sum passes u.
@@ -177,28 +199,24 @@ __device__ void welt_step_row(const welt_step_params &p, const unsigned row) {
         if (threadIdx.x == 0) p.next_tokens[row] = WELT_PAD;
         return;
     }
-    const unsigned short s = p.states[row] < WELT_STATES ? p.states[row] : 0;
+    const unsigned short s = p.states[row] < WELT_STATES ? p.states[row] : WELT_DEAD;
     const typename E::T *logits = (const typename E::T *)p.logits + (size_t)row * p.row_stride;
     const unsigned chunk = (WELT_V + WELT_BLOCK - 1) / WELT_BLOCK;
     const unsigned lo = threadIdx.x * chunk;
     const unsigned hi = min(lo + chunk, WELT_V);
-    const bool greedy = !(p.temperature > 0.0f);
+    bool greedy = !(p.temperature > 0.0f);
     const float inv_t = greedy ? 1.0f : 1.0f / p.temperature;
 
     /* 1. mask + the largest allowed scaled logit (lowest id on ties, via the packed key). */
-    if (threadIdx.x == 0) best = 0;
-    __syncthreads();
-    unsigned long long mine = 0;
-    for (unsigned tok = lo; tok < hi; ++tok) {
-        if (!((WELT_MASK(p.tables, s, tok >> 6) >> (tok & 63)) & 1ull)) continue;
-        const float x = welt_to_float(E(), logits[tok]) * inv_t;
-        if (x != x || x == __int_as_float(0xff800000)) continue; /* NaN or -inf: never chosen */
-        const unsigned long long packed = ((unsigned long long)welt_key(x) << 32) | (0xffffffffu - tok);
-        if (packed > mine) mine = packed;
+    unsigned long long top = welt_largest<E>(p.tables, s, logits, lo, hi, inv_t, &best);
+    if (!greedy && (top == 0 || (unsigned)(top >> 32) == welt_key(__int_as_float(0x7f800000)))) {
+        /* logit / T left f32: the largest scaled logit is +inf, or every allowed one is -inf
+           though some logit is finite. The distribution at this temperature is then its limit,
+           all of its mass on the largest logit, so the choice is the greedy one on the
+           unscaled logits (as Sampler::choose on the CPU). */
+        top = welt_largest<E>(p.tables, s, logits, lo, hi, 1.0f, &best);
+        greedy = true;
     }
-    if (mine) atomicMax(&best, mine);
-    __syncthreads();
-    const unsigned long long top = best;
     if (top == 0) { /* nothing allowed has a finite logit */
         if (threadIdx.x == 0) { atomicOr(p.error, WELT_ERR_NO_TOKEN); p.next_tokens[row] = WELT_PAD; }
         return;

@@ -13,7 +13,7 @@
 /* Device pointers to the tables, in the layout of welt's table blob (little-endian u16/u64).
    NULL where the decoder's tables are compiled in as __constant__ data. */
 typedef struct welt_tables {
-    const unsigned short *entries;      /* states x width entries: next | stop << 15 */
+    const unsigned short *entries;      /* states x width entries: next state | WELT_STOP_BIT */
     const unsigned short *class_of;     /* V token classes, or NULL in the direct layout */
     const unsigned long long *masks;    /* states x mask_words bitsets */
 } welt_tables;
