@@ -208,11 +208,28 @@ impl DecoderArgs {
 
     /// The spec, or every problem with the options (one line each).
     fn spec(&self) -> Result<kernels_gen::DecoderSpec> {
-        let errors: Vec<String> = self.options.validate().into_iter().map(Self::flagged).collect();
+        let errors: Vec<String> = self
+            .options
+            .validate()
+            .into_iter()
+            .map(|e| self.named(e))
+            .collect();
         if !errors.is_empty() {
             return Err(errors.join("\nwelt: error: ").into());
         }
-        Ok(self.options.spec().map_err(Self::flagged)?)
+        Ok(self.options.spec().map_err(|e| self.named(e))?)
+    }
+
+    /// [`Self::flagged`], and an error about the tokenizer file's contents names the file.
+    fn named(&self, e: kernels_gen::Error) -> String {
+        let about_file = e.subject() == kernels_gen::Subject::Tokenizer;
+        let text = Self::flagged(e);
+        match &self.options.tokenizer {
+            Some(path) if about_file && !text.contains(&path.display().to_string()) => {
+                format!("{}: {text}", path.display())
+            }
+            _ => text,
+        }
     }
 }
 

@@ -755,3 +755,19 @@ fn demo_with_a_subnormal_temperature_is_greedy() {
     assert!(!greedy.stdout.is_empty());
     assert_eq!(text(&tiny.stdout), text(&greedy.stdout));
 }
+
+/// A tokenizer file that never ends is refused after its bound (not read until memory runs
+/// out), and an error about a tokenizer file's contents names the file.
+#[test]
+fn tokenizer_files_endless_or_bad_are_named_errors() {
+    let out = welt(&["tables", "--tokenizer", "/dev/zero"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("/dev/zero") && text(&out.stderr).contains("larger than"));
+    let bad = format!(
+        "{}/tests/fixtures/bad/duplicate_ids.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let out = welt(&["tables", "--tokenizer", &bad]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains(&bad), "{}", text(&out.stderr));
+}

@@ -70,12 +70,28 @@ pub use roles::{EOS_CANDIDATES, PAD_CANDIDATES};
 /// vocabularies have about 262,000 ids.
 pub const MAX_TOKEN_IDS: u32 = 1 << 21;
 
+/// The largest `tokenizer.json` [`load_file`] reads: 128 MiB.
+pub const MAX_FILE_BYTES: u64 = 128 << 20;
+
 /// Reads `path` and builds its vocabulary, with the EOS, PAD and stop tokens of `opts` (its
 /// other fields are not used here).
+///
+/// A file over [`MAX_FILE_BYTES`] is refused after reading that much (a link to `/dev/zero`
+/// is not read until memory runs out).
 pub fn load_file(path: &Path, opts: &DecoderOptions) -> Result<Vocabulary, Error> {
-    let json = std::fs::read_to_string(path).map_err(|e| {
+    use std::io::Read;
+    let cannot = |e: &dyn std::fmt::Display| {
         Error::new(format!("cannot read tokenizer file {}: {e}", path.display())).about(Subject::Tokenizer)
-    })?;
+    };
+    let mut json = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_string(&mut json))
+        .map_err(|e| cannot(&e))?;
+    if json.len() as u64 > MAX_FILE_BYTES {
+        return Err(cannot(&format_args!(
+            "larger than {MAX_FILE_BYTES} bytes, the most welt reads (the largest real tokenizer.json files are about 35 MB)"
+        )));
+    }
     let name = path.file_name().map_or_else(
         || path.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
