@@ -31,7 +31,7 @@
 pub mod build;
 pub mod byte_dfa;
 pub mod emit;
-pub mod expand;
+mod expand;
 pub mod lift;
 pub mod minimize;
 pub mod options;
