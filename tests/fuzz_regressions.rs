@@ -39,7 +39,6 @@ fn replay(dir: &str, target: fn(&[u8])) {
 
 /// The seed corpus, once, through every target: the drivers accept it without a panic.
 #[test]
-#[ignore = "issue #9 item 7: Sequence::step ignores max_word_len (the tokenizer seeds reach a 17th token)"]
 fn seeds_pass() {
     replay("seeds/tokenizer", drive::tokenizer);
     replay("seeds/runtime", drive::runtime);
@@ -47,8 +46,8 @@ fn seeds_pass() {
 }
 
 /// Writes the generated part of the seed corpus (table blobs and their operation bytes) into
-/// fuzz/seeds/runtime/. Run with `WELT_FUZZ_WRITE_SEEDS=1 cargo test --test fuzz_regressions
-/// -- --ignored write_seeds`.
+/// fuzz/seeds/runtime/. Run with `WELT_FUZZ_WRITE_SEEDS=1 cargo test --test all
+/// fuzz_regressions::write_seeds -- --ignored`.
 #[test]
 #[ignore = "writes fuzz/seeds/runtime/ when WELT_FUZZ_WRITE_SEEDS=1"]
 fn write_seeds() {
@@ -100,7 +99,6 @@ fn write_seeds() {
 }
 
 #[test]
-#[ignore = "issue #9 item 7: Sequence::step ignores max_word_len (a 17th token is accepted)"]
 fn tokenizer_sequence_word_limit() {
     replay("regressions/tokenizer/sequence-word-limit", drive::tokenizer);
 }
