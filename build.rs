@@ -5,7 +5,7 @@
 //! So the tool never runs on a stale table: if welt-runtime's checked-in
 //! `welt_runtime::Utf8Words` falls behind the generator, the tool's own copy does not, and
 //! `tests/build_script.rs` fails until the checked-in file is regenerated
-//! (`WELT_REGENERATE=1 cargo test -p kernels-gen --test utf8_words`).
+//! (`WELT_REGENERATE=1 cargo test -p kernels-gen --test all utf8_words`).
 
 use kernels_gen::build::DecoderBuild;
 

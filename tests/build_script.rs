@@ -9,7 +9,7 @@ fn the_build_script_decoder_equals_the_checked_in_one() {
     assert_eq!(
         welt::Utf8Words::TABLES.as_bytes(),
         welt_runtime::Utf8Words::TABLES.as_bytes(),
-        "welt-runtime/src/utf8_words.rs is stale: WELT_REGENERATE=1 cargo test -p kernels-gen --test utf8_words"
+        "welt-runtime/src/utf8_words.rs is stale: WELT_REGENERATE=1 cargo test -p kernels-gen --test all utf8_words"
     );
     assert_eq!(welt::Utf8Words::CUDA_SOURCE, welt_runtime::Utf8Words::CUDA_SOURCE);
 }

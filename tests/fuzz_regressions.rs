@@ -46,8 +46,8 @@ fn seeds_pass() {
 }
 
 /// Writes the generated part of the seed corpus (table blobs and their operation bytes) into
-/// fuzz/seeds/runtime/. Run with `WELT_FUZZ_WRITE_SEEDS=1 cargo test --test fuzz_regressions
-/// -- --ignored write_seeds`.
+/// fuzz/seeds/runtime/. Run with `WELT_FUZZ_WRITE_SEEDS=1 cargo test --test all
+/// fuzz_regressions::write_seeds -- --ignored`.
 #[test]
 #[ignore = "writes fuzz/seeds/runtime/ when WELT_FUZZ_WRITE_SEEDS=1"]
 fn write_seeds() {

@@ -7,13 +7,12 @@
 //! bytes; a corrupted blob is an `Err` from `Tables::from_bytes`, never a panic; and the sizes
 //! are pinned so that growth shows up in review.
 
-mod common;
-
 use std::collections::VecDeque;
 use std::panic::catch_unwind;
 
-use common::SplitMix64;
+use crate::common::SplitMix64;
 use kernels_gen::DecoderSpec;
+use welt_format::{NEXT_STATE, STOP_BIT};
 use welt_runtime::{Decoder, ErrorKind, Tables, Utf8Words, DEAD};
 
 const EOS: u32 = 0x03;
@@ -288,8 +287,8 @@ fn with_copy_of_state(k: usize, redirect: Option<(usize, usize)>) -> Vec<u8> {
     if let Some((s, tok)) = redirect {
         let at = HEADER + 2 * (s * V + tok);
         let e = u16::from_le_bytes([out[at], out[at + 1]]);
-        assert_eq!(e & 0x7FFF, k as u16);
-        out[at..at + 2].copy_from_slice(&((e & 0x8000) | N as u16).to_le_bytes());
+        assert_eq!(e & NEXT_STATE, k as u16);
+        out[at..at + 2].copy_from_slice(&((e & STOP_BIT) | N as u16).to_le_bytes());
     }
     out
 }
@@ -355,7 +354,7 @@ fn the_runtime_uses_the_generated_tables() {
         "#[welt_decoder] differs from kernels_gen::generate"
     );
     assert!(
-        common::build_script_blob(
+        crate::common::build_script_blob(
             &kernels_gen::build::DecoderBuild::new("Utf8WordsBuildScript"),
             "Utf8WordsBuildScript"
         ) == blob,
@@ -490,8 +489,8 @@ fn corrupted_blobs_are_rejected() {
             Box::new(move |b| set_entry(b, s, allowed, 100)),
         ),
         (
-            "next state 0x7FFF",
-            Box::new(move |b| set_entry(b, s, allowed, 0x7FFF)),
+            "next state NEXT_STATE (0x7FFF, the largest)",
+            Box::new(move |b| set_entry(b, s, allowed, NEXT_STATE)),
         ),
         (
             "allowed entry made dead",
@@ -503,14 +502,14 @@ fn corrupted_blobs_are_rejected() {
         ),
         (
             "a forbidden token made a stop (its mask bit stays clear)",
-            Box::new(move |b| set_entry(b, s, forbidden, 0x8000)),
+            Box::new(move |b| set_entry(b, s, forbidden, STOP_BIT)),
         ),
         (
             "a stop that runs on (mask bits agree)",
-            Box::new(move |b| set_entry(b, s, EOS as usize, 0x8000 | s as u16)),
+            Box::new(move |b| set_entry(b, s, EOS as usize, STOP_BIT | s as u16)),
         ),
         ("dead state leaves", Box::new(|b| set_entry(b, 0, 5, 1))),
-        ("dead state stops", Box::new(|b| set_entry(b, 0, 5, 0x8000))),
+        ("dead state stops", Box::new(|b| set_entry(b, 0, 5, STOP_BIT))),
         (
             "mask bit set",
             Box::new(move |b| set_mask_bit(b, s, forbidden, true)),
@@ -565,23 +564,23 @@ fn corrupted_blobs_are_rejected() {
 /// and stays inside the table.
 #[test]
 fn random_corruption_never_panics() {
-    let mut rng = SplitMix64(0xC0_22_07);
+    let mut rng = SplitMix64::new(0xC0_22_07);
     let mut rejected = 0;
     let tries = 600;
     for i in 0..tries {
         let mut b = blob();
-        let flips = 1 + rng.below(4);
+        let flips = 1 + rng.index(4);
         for _ in 0..flips {
             // Half of the flips in the header, where every byte matters.
             let at = if rng.chance(1, 2) {
-                rng.below(HEADER)
+                rng.index(HEADER)
             } else {
-                rng.below(b.len())
+                rng.index(b.len())
             };
-            b[at] ^= 1 << rng.below(8);
+            b[at] ^= 1 << rng.index(8);
         }
         if rng.chance(1, 10) {
-            b.truncate(rng.below(b.len()));
+            b.truncate(rng.index(b.len()));
         }
         let what = format!("random corruption #{i}");
         let copy = b.clone();

@@ -68,7 +68,7 @@ fn sample(batch: &WordBatch<'_>, row: usize, rng: &mut SplitMix64) -> u32 {
     if rng.chance(1, 40) && mask.allows(3) {
         return 3;
     }
-    mask.iter().nth(rng.below(n)).unwrap()
+    mask.iter().nth(rng.index(n)).unwrap()
 }
 
 #[test]
@@ -78,7 +78,7 @@ fn the_decode_loop_does_not_allocate() {
     let mut logits = vec![0.0f32; ROWS * STRIDE];
     let mut logits_bf16 = vec![bf16::ZERO; ROWS * 256];
     let mut tokens = [0u32; ROWS];
-    let mut rng = SplitMix64(0xA110C);
+    let mut rng = SplitMix64::new(0xA110C);
     let prefixes: [&[u32]; 4] = [&[], &[0x61], &[0x61, 0xE3], &[0xF0, 0x9F, 0x98]];
 
     // The counter works: this allocation is seen.
@@ -105,9 +105,9 @@ fn the_decode_loop_does_not_allocate() {
         }
         batch.advance(&mut tokens).unwrap();
         if step % 31 == 0 {
-            let row = rng.below(ROWS);
+            let row = rng.index(ROWS);
             batch
-                .set_prefix(row, prefixes[rng.below(prefixes.len())])
+                .set_prefix(row, prefixes[rng.index(prefixes.len())])
                 .unwrap();
         }
         if batch.is_done() {

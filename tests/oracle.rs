@@ -9,9 +9,7 @@
 //! decoder and the rule of `common`; the `welt query` command is checked against the library
 //! on the same file.
 
-mod common;
-
-use common::{hex, oracle_cases, reference_stop, word_complete, OracleCase, Spec, ValidNext, EOS};
+use crate::common::{hex, oracle_cases, reference_stop, word_complete, OracleCase, Spec, ValidNext, EOS};
 use welt_runtime::{Decoder, Sequence, Utf8Words};
 
 /// WeLT's `max_word_length` (SEMANTICS.md: 16 bytes by default): the default decoder's limit.
@@ -61,7 +59,7 @@ fn oracle_file_holds_every_short_prefix() {
 fn independent_rule_agrees_with_the_reference_stop_on_every_case() {
     let mut disagree = Vec::new();
     for c in oracle_cases() {
-        if word_complete(&common::decode_ignore(&c.bytes)) != c.stop {
+        if word_complete(&crate::common::decode_ignore(&c.bytes)) != c.stop {
             disagree.push((c.line, c.bytes.clone(), c.stop));
         }
     }
@@ -180,7 +178,7 @@ fn welt_matches_the_reference_on_every_generable_case() {
 fn welt_query_agrees_with_the_library() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_welt"))
         .arg("query")
-        .arg(common::ORACLE_PATH)
+        .arg(crate::common::ORACLE_PATH)
         .output()
         .expect("run welt");
     assert!(

@@ -4,8 +4,6 @@
 //! prefixes (also ending inside a character); and the mask applied to `f32`, `f64`,
 //! `half::f16` and `half::bf16` logits forbids exactly the same positions, with padded rows.
 
-mod common;
-
 use std::collections::BTreeSet;
 
 use half::{bf16, f16};

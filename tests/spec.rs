@@ -17,9 +17,7 @@
 //! generate this is exactly SEMANTICS.md's stop flag (checked too). Reachability also counts
 //! WeLT's word length limit.
 
-mod common;
-
-use common::{has, is_control, is_space, word_complete, Spec, SplitMix64, ValidNext, PYTHON_SPACES};
+use crate::common::{has, is_control, is_space, word_complete, Spec, SplitMix64, ValidNext, PYTHON_SPACES};
 use welt_runtime::{Decoder, Tables, Utf8Words, DEAD};
 
 /// WeLT's `max_word_length` (SEMANTICS.md: 16 bytes by default): the default decoder's limit.
@@ -294,11 +292,11 @@ fn random_word(rng: &mut SplitMix64, out: &mut Vec<u8>) {
         0x00, 0x03, 0x03, 0x01, 0x02, 0x7F, 0x1C, 0x1F, b' ', b' ', b'\t', b'\n', b'\r',
     ];
     out.clear();
-    let len = 1 + rng.below(24);
+    let len = 1 + rng.index(24);
     let mut buf = [0u8; 4];
     while out.len() < len {
-        match rng.below(100) {
-            0..=34 => out.push(b'a' + rng.below(26) as u8),
+        match rng.index(100) {
+            0..=34 => out.push(b'a' + rng.index(26) as u8),
             35..=49 => out.extend_from_slice(rng.pick(WORDS).encode_utf8(&mut buf).as_bytes()),
             50..=64 => out.push(*rng.pick(SPECIALS)),
             65..=74 => {
@@ -307,9 +305,9 @@ fn random_word(rng: &mut SplitMix64, out: &mut Vec<u8>) {
             }
             75..=84 => {
                 // Any scalar value, weighted towards short encodings.
-                let limit = [0x80, 0x800, 0x10000, 0x110000][rng.below(4)];
+                let limit = [0x80, 0x800, 0x10000, 0x110000][rng.index(4)];
                 let c = loop {
-                    if let Some(c) = char::from_u32(rng.below(limit) as u32) {
+                    if let Some(c) = char::from_u32(rng.index(limit) as u32) {
                         break c;
                     }
                 };
@@ -317,9 +315,9 @@ fn random_word(rng: &mut SplitMix64, out: &mut Vec<u8>) {
             }
             85..=92 => {
                 // A cut character: a proper prefix of a multi-byte encoding.
-                let c = char::from_u32(0x80 + rng.below(0x10FF80) as u32).unwrap_or('\u{3000}');
+                let c = char::from_u32(0x80 + rng.index(0x10FF80) as u32).unwrap_or('\u{3000}');
                 let e = c.encode_utf8(&mut buf).as_bytes();
-                out.extend_from_slice(&e[..1 + rng.below(e.len() - 1)]);
+                out.extend_from_slice(&e[..1 + rng.index(e.len() - 1)]);
             }
             _ => out.push(rng.next_u64() as u8),
         }
@@ -330,7 +328,7 @@ fn random_word(rng: &mut SplitMix64, out: &mut Vec<u8>) {
 fn random_words(seed: u64, count: usize) {
     let t = tables();
     let mut vn = ValidNext::default();
-    let mut rng = SplitMix64(seed);
+    let mut rng = SplitMix64::new(seed);
     let mut word = Vec::new();
     let (mut reachable_words, mut stops) = (0, 0);
     for _ in 0..count {
@@ -404,7 +402,7 @@ fn every_scalar_value_from_every_boundary_state() {
         assert!(t.is_boundary(start.state), "{ctx:?} ends at a boundary");
         boundary_states.insert(start.state);
         assert!(
-            (0..=ctx.len()).all(|n| !common::reference_stop(&ctx.as_bytes()[..n])),
+            (0..=ctx.len()).all(|n| !crate::common::reference_stop(&ctx.as_bytes()[..n])),
             "{ctx:?} does not stop"
         );
         for c in (0..=0x10FFFF).filter_map(char::from_u32) {
@@ -440,12 +438,14 @@ fn every_scalar_value_from_every_boundary_state() {
             let sa = t.step(start.state, a.into()).unwrap().0;
             let na = vn.after_tail(&[a]);
             assert_eq!(t.mask(sa).as_bytes(), &na[..], "{ctx:?} + {a:02x}");
-            for b in (0..=255u8).filter(|&b| has(&na, b) && common::valid_prefix_len(&[a, b]) == Some(0)) {
+            for b in
+                (0..=255u8).filter(|&b| has(&na, b) && crate::common::valid_prefix_len(&[a, b]) == Some(0))
+            {
                 let sb = t.step(sa, b.into()).unwrap().0;
                 let nb = vn.after_tail(&[a, b]);
                 assert_eq!(t.mask(sb).as_bytes(), &nb[..], "{ctx:?} + {a:02x} {b:02x}");
-                for c in
-                    (0..=255u8).filter(|&c| has(&nb, c) && common::valid_prefix_len(&[a, b, c]) == Some(0))
+                for c in (0..=255u8)
+                    .filter(|&c| has(&nb, c) && crate::common::valid_prefix_len(&[a, b, c]) == Some(0))
                 {
                     let sc = t.step(sb, c.into()).unwrap().0;
                     let nc = vn.after_tail(&[a, b, c]);

@@ -15,8 +15,6 @@
 //! - EOS, PAD and stop tokens, named or found;
 //! - `welt query --tokenizer` and `welt tables --tokenizer`.
 
-mod common;
-
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -87,35 +85,11 @@ fn id(tk: &::tokenizers::Tokenizer, token: &str) -> u32 {
 }
 
 // ---------------------------------------------------------------------------------------------
-// A seeded PRNG (splitmix64).
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn percent(&mut self) -> usize {
-        self.below(100)
-    }
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len())]
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // The spec: SEMANTICS.md's word rule over the decoded bytes of a word, with std's UTF-8
 // decoder and the character sets written out by hand. None of welt's automata are used.
 
 // The character sets and the word rule are the test suite's shared ones (tests/common).
-use common::word_complete;
+use crate::common::{word_complete, SplitMix64};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Utf8 {
@@ -351,7 +325,7 @@ fn macro_build_script_and_library_tables_are_byte_identical() {
         let build =
             kernels_gen::build::DecoderBuild::new("BuildScriptWords").tokenizer(fixture_path(fx.file));
         assert!(
-            fx.macro_tables.as_bytes() == common::build_script_blob(&build, "BuildScriptWords"),
+            fx.macro_tables.as_bytes() == crate::common::build_script_blob(&build, "BuildScriptWords"),
             "{}: macro and build script tables differ",
             fx.file
         );
@@ -387,24 +361,24 @@ fn token_automaton_equals_the_rule_over_concatenated_bytes() {
         let eos = tables.eos().expect("every fixture has an EOS");
         let specials = special_ids(&vocab);
         let mut allowed = Allowed::new(tables);
-        let mut rng = Rng(0x5EED_0000 + k as u64);
+        let mut rng = SplitMix64::new(0x5EED_0000 + k as u64);
         let (mut stops, mut reachable_stops, mut deads) = (0, 0, 0);
         for _ in 0..SEQUENCES {
             // Mostly tokens the mask allows, some EOS and other specials, some anything.
-            let len = 1 + rng.below(20);
+            let len = 1 + rng.index(20);
             let mut seq = Vec::with_capacity(len);
             let mut state = tables.start();
             for _ in 0..len {
-                let r = rng.percent();
+                let r = rng.index(100);
                 let row = allowed.get(state);
                 let t = if r < 75 && !row.is_empty() {
-                    rng.pick(row)
+                    *rng.pick(row)
                 } else if r < 82 {
                     eos
                 } else if r < 87 {
-                    rng.pick(&specials)
+                    *rng.pick(&specials)
                 } else {
-                    rng.below(v) as u32
+                    rng.index(v) as u32
                 };
                 seq.push(t);
                 state = tables.step(state, t).unwrap().0;
@@ -504,7 +478,7 @@ fn every_mask_equals_the_brute_force_set() {
             "{}: live states reached",
             fx.file
         );
-        let mut rng = Rng(0xB00F + k as u64);
+        let mut rng = SplitMix64::new(0xB00F + k as u64);
         for (state, witness) in &states {
             let w = spec
                 .run(witness)
@@ -514,7 +488,7 @@ fn every_mask_equals_the_brute_force_set() {
             // makes, so transitions land in the right state, not just any with the right row.
             let row: Vec<u32> = tables.mask(*state).iter().collect();
             for _ in 0..6 {
-                let t = rng.pick(&row);
+                let t = *rng.pick(&row);
                 let (next, stop) = tables.step(*state, t).unwrap();
                 let (w2, _) = spec.step(&w, t).unwrap();
                 if stop {
@@ -538,14 +512,14 @@ fn sample_decodable(
     tables: &Tables<'_>,
     allowed: &mut Allowed<'_>,
     vocab: &Vocabulary,
-    rng: &mut Rng,
+    rng: &mut SplitMix64,
     prefix: &[u32],
     only: Option<&dyn Fn(u32) -> bool>,
 ) -> Vec<u32> {
     let mut seq = prefix.to_vec();
     let mut state = tables.walk(prefix).unwrap().state;
     let mut cut = if tables.is_boundary(state) { seq.len() } else { 0 };
-    let len = 1 + rng.below(16);
+    let len = 1 + rng.index(16);
     for _ in 0..len {
         let row: Vec<u32> = allowed
             .get(state)
@@ -557,7 +531,7 @@ fn sample_decodable(
         if row.is_empty() {
             break;
         }
-        let t = rng.pick(&row);
+        let t = *rng.pick(&row);
         seq.push(t);
         let stop;
         (state, stop) = tables.step(state, t).unwrap();
@@ -594,7 +568,7 @@ fn the_tokenizers_decoder_agrees_with_the_byte_map() {
         let tables = fx.macro_tables;
         let tk = hf(fx.file);
         let mut allowed = Allowed::new(tables);
-        let mut rng = Rng(0xDEC0DE + k as u64);
+        let mut rng = SplitMix64::new(0xDEC0DE + k as u64);
         let mut nonempty = 0;
         for _ in 0..SEQUENCES {
             let seq = sample_decodable(&tables, &mut allowed, &vocab, &mut rng, &[], None);
@@ -659,11 +633,11 @@ fn sentencepiece_first_token_rule() {
 
         // Random: words that start with a ▁-token, and a lone ▁ followed by byte tokens.
         let mut allowed = Allowed::new(tables);
-        let mut rng = Rng(0x5917 + k as u64);
+        let mut rng = SplitMix64::new(0x5917 + k as u64);
         let mut starts = [0usize; 2];
         for i in 0..800 {
             let seq = if i % 2 == 0 {
-                let start = rng.pick(&spaced);
+                let start = *rng.pick(&spaced);
                 sample_decodable(&tables, &mut allowed, &vocab, &mut rng, &[start], None)
             } else {
                 let only = |t: u32| is_byte(t);
@@ -747,10 +721,10 @@ fn large_vocabulary(size: usize, expect_direct: bool) {
     }
 
     // Random (state, token) pairs, plus every state with EOS and the first/last tokens.
-    let mut rng = Rng(size as u64);
+    let mut rng = SplitMix64::new(size as u64);
     let n = tables.num_states() as u16;
     let mut pairs: Vec<(u16, u32)> = (0..200_000)
-        .map(|_| (rng.below(n as usize) as u16, rng.below(size) as u32))
+        .map(|_| (rng.index(n as usize) as u16, rng.index(size) as u32))
         .collect();
     for s in 0..n {
         for t in [0, 1, 255, 256, size as u32 - 2, size as u32 - 1] {
@@ -780,12 +754,12 @@ fn large_vocabulary(size: usize, expect_direct: bool) {
     for _ in 0..100 {
         let mut state = rt.start();
         let mut word = spec.start();
-        for _ in 0..1 + rng.below(12) {
+        for _ in 0..1 + rng.index(12) {
             let row = allowed.get(state);
             if row.is_empty() {
                 break;
             }
-            let t = rng.pick(row);
+            let t = *rng.pick(row);
             let (next, stop) = rt.step(state, t).unwrap();
             let (w, s) = spec.step(&word, t).expect("the spec allows what the mask allows");
             assert_eq!(stop, s, "{size}: stop flag of token {t} after {:?}", word.bytes);
@@ -1022,7 +996,7 @@ proptest! {
                     }
                     let tk: ::tokenizers::Tokenizer = json.parse().unwrap();
                     let mut allowed = Allowed::new(rt);
-                    let mut rng = Rng(json.len() as u64);
+                    let mut rng = SplitMix64::new(json.len() as u64);
                     for _ in 0..20 {
                         let seq = sample_decodable(&rt, &mut allowed, &vocab, &mut rng, &[], None);
                         check_decode("fuzz.json", &tk, &spec, &seq);
@@ -1286,19 +1260,19 @@ fn welt(args: &[&str], stdin: &str) -> std::process::Output {
 #[test]
 fn cli_query_with_a_tokenizer_agrees_with_the_library() {
     let t = SpUnigramMacro::TABLES;
-    let mut rng = Rng(0xC11);
+    let mut rng = SplitMix64::new(0xC11);
     let mut allowed = Allowed::new(t);
     let mut lines = Vec::new();
     let mut seqs: Vec<Vec<u32>> = vec![vec![], vec![1], vec![0], vec![t.vocab_size() as u32 - 1]];
     for _ in 0..200 {
         let mut seq = Vec::new();
         let mut s = t.start();
-        for _ in 0..rng.below(10) {
+        for _ in 0..rng.index(10) {
             let row = allowed.get(s);
-            let tok = if rng.percent() < 80 && !row.is_empty() {
-                rng.pick(row)
+            let tok = if rng.index(100) < 80 && !row.is_empty() {
+                *rng.pick(row)
             } else {
-                rng.below(t.vocab_size()) as u32
+                rng.index(t.vocab_size()) as u32
             };
             seq.push(tok);
             s = t.step(s, tok).unwrap().0;

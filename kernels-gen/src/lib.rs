@@ -35,6 +35,7 @@ mod expand;
 pub mod lift;
 pub mod minimize;
 pub mod options;
+pub mod rng;
 pub mod spec;
 #[cfg(feature = "tokenizers")]
 pub mod synthetic;

@@ -17,7 +17,7 @@ pub fn byte_level_bpe_json(vocab_size: usize, seed: u64) -> String {
         "a byte-level BPE vocabulary has the 256 bytes and EOS"
     );
     let alphabet = crate::tokenizer::gpt2_alphabet();
-    let mut rng = SplitMix(seed);
+    let mut rng = crate::rng::SplitMix64::new(seed);
     let mut seen: BTreeSet<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
     let mut tokens: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
     let scripts: [(u32, u32); 10] = [
@@ -36,15 +36,15 @@ pub fn byte_level_bpe_json(vocab_size: usize, seed: u64) -> String {
     while tokens.len() < vocab_size - 1 {
         let mut text = String::new();
         match rng.below(10) {
-            0 => text.push_str(spaces[rng.below(spaces.len() as u64) as usize]),
-            1 => text.push_str([".", ",", "!", "?", "...", "\"", "'s", "://"][rng.below(8) as usize]),
+            0 => text.push_str(spaces[rng.index(spaces.len())]),
+            1 => text.push_str([".", ",", "!", "?", "...", "\"", "'s", "://"][rng.index(8)]),
             _ => {
                 if rng.below(2) == 0 {
                     text.push(' ');
                 }
-                let (lo, hi) = scripts[rng.below(scripts.len() as u64) as usize];
+                let (lo, hi) = scripts[rng.index(scripts.len())];
                 for _ in 0..1 + rng.below(6) {
-                    let c = char::from_u32(lo + rng.below(u64::from(hi - lo + 1)) as u32).unwrap_or('x');
+                    let c = char::from_u32(lo + rng.below(hi - lo + 1)).unwrap_or('x');
                     text.push(c);
                 }
             }
@@ -52,7 +52,7 @@ pub fn byte_level_bpe_json(vocab_size: usize, seed: u64) -> String {
         let mut bytes = text.into_bytes();
         // Byte-level BPE merges bytes, not characters: sometimes cut inside a character.
         if bytes.len() > 2 && rng.below(4) == 0 {
-            let cut = 1 + rng.below(bytes.len() as u64 - 1) as usize;
+            let cut = 1 + rng.index(bytes.len() - 1);
             bytes = if rng.below(2) == 0 {
                 bytes[..cut].to_vec()
             } else {
@@ -83,19 +83,4 @@ pub fn byte_level_bpe_json(vocab_size: usize, seed: u64) -> String {
 "model":{{"type":"BPE","dropout":null,"unk_token":null,"continuing_subword_prefix":null,"end_of_word_suffix":null,"fuse_unk":false,"byte_fallback":false,"ignore_merges":false,"vocab":{{{vocab}}},"merges":[]}}}}
 "#
     )
-}
-
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }

@@ -9,7 +9,7 @@
 //! diff of `kernels-gen/tests/snapshots/`:
 //!
 //! ```text
-//! INSTA_UPDATE=always cargo test -p kernels-gen --features tokenizers --test snapshots
+//! INSTA_UPDATE=always cargo test -p kernels-gen --features tokenizers --test all snapshots
 //! ```
 
 use kernels_gen::{emit, generate, DecoderSpec, Tables};

@@ -4,12 +4,12 @@
 //! `WELT_REGENERATE=1` it writes the file instead:
 //!
 //! ```text
-//! WELT_REGENERATE=1 cargo test -p kernels-gen --test utf8_words
+//! WELT_REGENERATE=1 cargo test -p kernels-gen --test all utf8_words
 //! ```
 
 use std::path::Path;
 
-const REGENERATE: &str = "WELT_REGENERATE=1 cargo test -p kernels-gen --test utf8_words";
+const REGENERATE: &str = "WELT_REGENERATE=1 cargo test -p kernels-gen --test all utf8_words";
 
 fn expected() -> String {
     let tables = kernels_gen::generate(&kernels_gen::DecoderSpec::utf8_bytes()).unwrap();

@@ -180,32 +180,8 @@ pub fn parse_mask_hex(s: &str) -> [u8; 32] {
     out
 }
 
-/// Sebastiano Vigna's splitmix64: small, seeded, good enough to draw test inputs.
-#[derive(Clone, Debug)]
-pub struct SplitMix64(pub u64);
-
-impl SplitMix64 {
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in `0..n` (n > 0; the tiny modulo bias does not matter here).
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-    /// True with probability `num / den`.
-    pub fn chance(&mut self, num: usize, den: usize) -> bool {
-        self.below(den) < num
-    }
-    /// One element of `xs`.
-    pub fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
-        &xs[self.below(xs.len())]
-    }
-}
+/// The workspace's seeded generator (kernels-gen's), for drawing test inputs.
+pub use kernels_gen::rng::SplitMix64;
 
 /// One line of `tests/data/oracle_cases.jsonl`.
 #[derive(Clone, Debug)]
