@@ -760,7 +760,10 @@ fn file_errors_name_the_file() {
     let err = ByteLlama::load(&dir, &CPU).unwrap_err().to_string();
     assert_eq!(
         err,
-        "invalid Llama config: hidden_size 10 is not divisible by num_attention_heads 4"
+        format!(
+            "invalid Llama config: {}: hidden_size 10 is not divisible by num_attention_heads 4",
+            dir.join("config.json").display()
+        )
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
