@@ -4,7 +4,10 @@
 //!
 //! Three modes run the same step on the same token streams, interleaved in every round:
 //!
-//! - `welt`: [`welt_runtime::WordBatch`] with the generated `Utf8Words` tables;
+//! - `welt`: [`welt_runtime::WordBatch`] with the generated `Utf8Words` tables, one
+//!   [`WordBatch::step`](welt_runtime::WordBatch::step) call (mask, choose, advance) per step;
+//! - `welt_split`: the same through `apply_mask` and `advance`, as Hugging Face's logits
+//!   processors drive it (in the JSON);
 //! - `reference_port`: [`reference_port::ReferenceBatch`], the reference algorithm
 //!   ported to Rust (tail scan for the mask, decode the whole word for the stop flag);
 //! - `floor`: one pass writing every logit of the batch and nothing else — the least any
@@ -220,6 +223,9 @@ fn result_json(r: &BatchResult) -> serde_json::Value {
         "welt_over_floor": welt / floor,
         "welt_over_floor_baseline": welt / baseline,
         "welt_no_mask_ns_per_row_token": r.ns_per_row_token(Mode::WeltNoMask),
+        // apply_mask + advance (the Hugging Face path) instead of `step`.
+        "welt_split_ns_per_step": r.ns_per_step(Mode::WeltSplit),
+        "welt_split_over_floor": r.ns_per_row_token(Mode::WeltSplit) / floor,
         // welt minus welt_no_mask: what the mask costs, per row.
         "welt_mask_ns_per_row": welt - r.ns_per_row_token(Mode::WeltNoMask),
         "reference_port_over_welt": port / welt,
@@ -330,7 +336,10 @@ fn table(corpus: &Corpus, results: &[BatchResult], rounds: usize, row_tokens: us
     );
     for r in results {
         let _ = write!(s, "{:>5} {:>7} |", r.batch, r.steps_per_block);
-        for mode in Mode::ALL.into_iter().filter(|&m| m != Mode::WeltNoMask) {
+        for mode in Mode::ALL
+            .into_iter()
+            .filter(|&m| !matches!(m, Mode::WeltNoMask | Mode::WeltSplit))
+        {
             let _ = write!(
                 s,
                 " {:>10.1} {:>10.2} |",

@@ -70,6 +70,20 @@ trait Stepper {
     type Err: Error + 'static;
     fn apply_mask(&self, logits: &mut [f32]) -> Result<(), Self::Err>;
     fn advance(&mut self, tokens: &mut [u32]) -> Result<usize, Self::Err>;
+    /// Mask, sample (`sampled[row]`, written into `tokens`) and advance, the way a caller of
+    /// this engine would run them: `apply_mask` and `advance` unless it has one call for all.
+    #[inline]
+    fn mask_choose_advance(
+        &mut self,
+        logits: &mut [f32],
+        tokens: &mut [u32],
+        sampled: &[u32],
+    ) -> Result<(), Self::Err> {
+        self.apply_mask(logits)?;
+        tokens.copy_from_slice(sampled);
+        self.advance(tokens)?;
+        Ok(())
+    }
     fn stopped(&self) -> &[bool];
     fn restart_finished(&mut self) -> usize;
     fn reset(&mut self);
@@ -77,6 +91,19 @@ trait Stepper {
 
 impl Stepper for WordBatch<'_> {
     type Err = welt_runtime::Error;
+    /// `WordBatch::step`: the mask, the choice and the advance in one call.
+    #[inline]
+    fn mask_choose_advance(
+        &mut self,
+        logits: &mut [f32],
+        tokens: &mut [u32],
+        sampled: &[u32],
+    ) -> Result<(), Self::Err> {
+        WordBatch::step(self, logits, tokens, |row, _| {
+            sampled.get(row).copied().unwrap_or(u32::MAX)
+        })?;
+        Ok(())
+    }
     #[inline]
     fn apply_mask(&self, logits: &mut [f32]) -> Result<(), Self::Err> {
         WordBatch::apply_mask(self, logits)
@@ -121,6 +148,32 @@ impl Stepper for ReferenceBatch {
     }
 }
 
+/// A `WordBatch` driven the Hugging Face way: `apply_mask`, then the sampler, then `advance`.
+struct Split<'a, 't>(&'a mut WordBatch<'t>);
+
+impl Stepper for Split<'_, '_> {
+    type Err = welt_runtime::Error;
+    #[inline]
+    fn apply_mask(&self, logits: &mut [f32]) -> Result<(), Self::Err> {
+        self.0.apply_mask(logits)
+    }
+    #[inline]
+    fn advance(&mut self, tokens: &mut [u32]) -> Result<usize, Self::Err> {
+        self.0.advance(tokens)
+    }
+    #[inline]
+    fn stopped(&self) -> &[bool] {
+        self.0.stopped()
+    }
+    #[inline]
+    fn restart_finished(&mut self) -> usize {
+        self.0.restart_finished()
+    }
+    fn reset(&mut self) {
+        self.0.reset()
+    }
+}
+
 /// A `WordBatch` whose mask does nothing: the rest of the step, timed alone.
 struct NoMask<'a, 't>(&'a mut WordBatch<'t>);
 
@@ -158,9 +211,7 @@ fn step<S: Stepper>(
     sampled: &[u32],
     finishes: &mut Finishes,
 ) -> Result<(), Box<dyn Error>> {
-    s.apply_mask(logits)?;
-    tokens.copy_from_slice(sampled);
-    s.advance(tokens)?;
+    s.mask_choose_advance(logits, tokens, sampled)?;
     // Rows stop only in the step they finish (restarting clears the flag).
     let stops = s.stopped().iter().filter(|&&x| x).count();
     let finished = s.restart_finished();
@@ -226,7 +277,7 @@ impl Replay {
 /// What is measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
-    /// `welt_runtime::WordBatch` with the generated tables.
+    /// `welt_runtime::WordBatch` with the generated tables, one `step` call per step.
     Welt,
     /// The Rust port of the reference algorithm.
     ReferencePort,
@@ -237,21 +288,27 @@ pub enum Mode {
     WeltNoMask,
     /// The same pass with the baseline x86-64 target's 16-byte stores.
     FloorBaseline,
+    /// `Welt` through `apply_mask` and `advance`, as Hugging Face's logits processors call it.
+    WeltSplit,
 }
 
 impl Mode {
     /// Every mode, in report order.
-    pub const ALL: [Mode; 5] = [
+    pub const ALL: [Mode; 6] = [
         Mode::Welt,
         Mode::ReferencePort,
         Mode::Floor,
         Mode::FloorBaseline,
         Mode::WeltNoMask,
+        Mode::WeltSplit,
     ];
 
     /// Whether the mode runs words (the floors only write logits).
     pub fn finishes_words(self) -> bool {
-        matches!(self, Mode::Welt | Mode::ReferencePort | Mode::WeltNoMask)
+        matches!(
+            self,
+            Mode::Welt | Mode::ReferencePort | Mode::WeltNoMask | Mode::WeltSplit
+        )
     }
 
     /// The mode's name in the report.
@@ -262,6 +319,7 @@ impl Mode {
             Mode::Floor => "floor",
             Mode::FloorBaseline => "floor_baseline",
             Mode::WeltNoMask => "welt_no_mask",
+            Mode::WeltSplit => "welt_split",
         }
     }
 }
@@ -272,6 +330,7 @@ enum Engine {
     Floor,
     FloorBaseline,
     WeltNoMask(WordBatch<'static>),
+    WeltSplit(WordBatch<'static>),
 }
 
 /// One mode at one batch size, ready to run steps: its batch, its own `B x 256` logits and
@@ -321,6 +380,7 @@ impl<'r> Workload<'r> {
             Mode::Floor => Engine::Floor,
             Mode::FloorBaseline => Engine::FloorBaseline,
             Mode::WeltNoMask => Engine::WeltNoMask(WordBatch::new(Utf8Words::TABLES, batch)?),
+            Mode::WeltSplit => Engine::WeltSplit(WordBatch::new(Utf8Words::TABLES, batch)?),
         };
         // 64-byte aligned, as a framework's tensor buffers are (PyTorch aligns to 512 bytes):
         // with the 16-byte alignment the allocator happens to give, every 64-byte store of
@@ -353,6 +413,10 @@ impl<'r> Workload<'r> {
             Engine::WeltNoMask(b) => {
                 let mut no_mask = NoMask(b);
                 run_steps(&mut no_mask, logits, tokens, replay, &mut next, steps, finishes)
+            }
+            Engine::WeltSplit(b) => {
+                let mut split = Split(b);
+                run_steps(&mut split, logits, tokens, replay, &mut next, steps, finishes)
             }
             Engine::Floor => {
                 for _ in 0..steps {
@@ -480,7 +544,7 @@ mod tests {
             let expected = replay.finishes();
             assert!(expected.stops > 0);
             assert_eq!(replay.steps(), steps);
-            for mode in [Mode::Welt, Mode::ReferencePort, Mode::WeltNoMask] {
+            for mode in [Mode::Welt, Mode::ReferencePort, Mode::WeltNoMask, Mode::WeltSplit] {
                 let mut w = Workload::new(mode, &replay).unwrap();
                 w.run(steps).unwrap();
                 assert_eq!(w.finishes(), expected, "{mode:?} B={b}");

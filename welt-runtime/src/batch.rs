@@ -2,9 +2,9 @@
 
 use crate::cpu::Avx512;
 use crate::error::{Error, ErrorKind};
-use crate::mask::{min_logits_len, Logit, MaskRows};
+use crate::mask::{mask_one_row, min_logits_len, Logit, MaskRows};
 use crate::sequence::walk_prefix;
-use crate::tables::{Mask, Tables, DEAD};
+use crate::tables::{split, Mask, Tables, DEAD};
 use crate::Decoder;
 
 mod passes;
@@ -45,6 +45,9 @@ pub struct WordBatch<'t> {
     /// Each running row's entry for its token, found while checking the tokens and applied
     /// once all are valid: one table lookup per row, and nothing changes on an error.
     entries: Vec<u16>,
+    /// `B x V`, the length of contiguous logits (`None` past `usize`: no buffer has it),
+    /// computed once so that `apply_mask` checks the size with one comparison.
+    logits_len: Option<usize>,
     /// The CPU's AVX-512, detected once: the mask's masked stores run when this is `Some`.
     avx: Option<Avx512>,
     /// `advance` and `restart_finished` run their AVX-512 twins when this is `Some`: a CPU
@@ -78,6 +81,7 @@ impl<'t> WordBatch<'t> {
             finished: rows(false, batch_size)?,
             running: batch_size,
             entries: rows(0, batch_size)?,
+            logits_len: batch_size.checked_mul(tables.vocab_size()),
             avx,
             simd: gather_for(avx, &tables, batch_size),
         })
@@ -118,8 +122,14 @@ impl<'t> WordBatch<'t> {
     }
 
     /// Masks `[B x V]` logits in place (rows contiguous). See [`WordBatch::apply_mask_strided`].
+    #[inline]
     pub fn apply_mask<L: Logit>(&self, logits: &mut [L]) -> Result<(), Error> {
-        self.apply_mask_strided(logits, self.tables.vocab_size())
+        if Some(logits.len()) != self.logits_len {
+            // The strided checks name what is wrong.
+            return self.apply_mask_strided(logits, self.tables.vocab_size());
+        }
+        self.mask_checked(logits, self.tables.vocab_size());
+        Ok(())
     }
 
     /// Masks the logits of every running row in place: forbidden tokens get `-inf`. Row `i`
@@ -127,15 +137,43 @@ impl<'t> WordBatch<'t> {
     /// `logits.len()` must be `B * row_stride` or the minimum `(B - 1) * row_stride + V`.
     /// Finished rows are left as they are.
     pub fn apply_mask_strided<L: Logit>(&self, logits: &mut [L], row_stride: usize) -> Result<(), Error> {
+        self.check_logits(logits.len(), row_stride)?;
+        self.mask_checked(logits, row_stride);
+        Ok(())
+    }
+
+    /// `Ok` where `len` logits are `B` rows of `row_stride` (see
+    /// [`WordBatch::apply_mask_strided`]).
+    fn check_logits(&self, len: usize, row_stride: usize) -> Result<(), Error> {
         let v = self.tables.vocab_size();
         let b = self.state.len();
-        let min = min_logits_len(b, row_stride, v, logits.len())?;
+        let min = min_logits_len(b, row_stride, v, len)?;
         let full = b.checked_mul(row_stride);
-        if logits.len() != min && Some(logits.len()) != full {
+        if len != min && Some(len) != full {
             return Err(Error::new(ErrorKind::LogitsSize {
                 expected: full.unwrap_or(usize::MAX),
-                got: logits.len(),
+                got: len,
             }));
+        }
+        Ok(())
+    }
+
+    /// The mask, once the size of `logits` is checked for `row_stride`. Below 16 rows row by
+    /// row, each through [`mask_one_row`]: the whole-batch kernel's set-up would cost more
+    /// than the rows' stores.
+    #[inline]
+    fn mask_checked<L: Logit>(&self, logits: &mut [L], row_stride: usize) {
+        let v = self.tables.vocab_size();
+        if self.simd.is_none() {
+            for (row, (&state, &done)) in self.state.iter().zip(&self.finished).enumerate() {
+                if !done {
+                    let at = row * row_stride;
+                    if let Some(l) = logits.get_mut(at..at + v) {
+                        mask_one_row(self.avx, l, row_mask(&self.tables, state));
+                    }
+                }
+            }
+            return;
         }
         let rows = MaskRows {
             states: &self.state,
@@ -145,7 +183,138 @@ impl<'t> WordBatch<'t> {
             stride: row_stride,
         };
         crate::mask::mask_rows(self.avx, logits, v, rows);
-        Ok(())
+    }
+
+    /// One whole decoding step in one call: masks the `[B x V]` logits of every running row
+    /// (rows contiguous), asks `choose(row, the row's masked logits)` for its token and
+    /// advances the batch by the tokens chosen, which it writes into `tokens` (PAD for the
+    /// finished rows, which `choose` is not asked about). Returns the number of rows still
+    /// running. The same as [`WordBatch::apply_mask`], a sampler and [`WordBatch::advance`],
+    /// with the checks done once per step and, below 16 rows, each row masked, chosen and
+    /// looked up in one pass: at small batches the calls and checks of the three cost more
+    /// than the work. See [`WordBatch::step_strided`].
+    ///
+    /// `Err` — with the batch unchanged — for logits or `tokens` of the wrong size (nothing is
+    /// written), or for a chosen token outside the vocabulary or forbidden by its row's mask
+    /// (the logits are masked and `tokens` holds the choices by then: they are the caller's).
+    ///
+    /// ```
+    /// use welt_runtime::{Utf8Words, WordBatch};
+    /// let mut batch = WordBatch::for_decoder::<Utf8Words>(2).unwrap();
+    /// let mut logits = vec![0.0f32; 2 * 256];
+    /// let mut tokens = [0u32; 2];
+    /// // Row 0 writes "a ", row 1 "é ": here the choice ignores the logits.
+    /// let words: [&[u8]; 2] = [b"a ", "\u{e9} ".as_bytes()];
+    /// while !batch.is_done() {
+    ///     let lengths = batch.lengths().to_vec();
+    ///     batch
+    ///         .step(&mut logits, &mut tokens, |row, masked| {
+    ///             let t = words[row][lengths[row] as usize];
+    ///             assert!(masked[usize::from(t)].is_finite());
+    ///             u32::from(t)
+    ///         })
+    ///         .unwrap();
+    /// }
+    /// assert_eq!(batch.stopped(), &[true, true]);
+    /// assert_eq!(batch.lengths(), &[2, 3]);
+    /// ```
+    #[inline]
+    pub fn step<L: Logit>(
+        &mut self,
+        logits: &mut [L],
+        tokens: &mut [u32],
+        choose: impl FnMut(usize, &[L]) -> u32,
+    ) -> Result<usize, Error> {
+        let v = self.tables.vocab_size();
+        if Some(logits.len()) != self.logits_len {
+            self.check_logits(logits.len(), v)?;
+        }
+        self.step_checked(logits, v, tokens, choose)
+    }
+
+    /// [`WordBatch::step`] on logits whose row `i` starts at `i * row_stride`, sized as for
+    /// [`WordBatch::apply_mask_strided`]; `choose` sees the row's `V` logits.
+    pub fn step_strided<L: Logit>(
+        &mut self,
+        logits: &mut [L],
+        row_stride: usize,
+        tokens: &mut [u32],
+        choose: impl FnMut(usize, &[L]) -> u32,
+    ) -> Result<usize, Error> {
+        self.check_logits(logits.len(), row_stride)?;
+        self.step_checked(logits, row_stride, tokens, choose)
+    }
+
+    /// [`WordBatch::step_strided`] once the logits' size is checked.
+    #[inline]
+    fn step_checked<L: Logit>(
+        &mut self,
+        logits: &mut [L],
+        row_stride: usize,
+        tokens: &mut [u32],
+        mut choose: impl FnMut(usize, &[L]) -> u32,
+    ) -> Result<usize, Error> {
+        let b = self.state.len();
+        if tokens.len() != b {
+            return Err(Error::new(ErrorKind::BatchSizeMismatch {
+                expected: b,
+                got: tokens.len(),
+            }));
+        }
+        let v = self.tables.vocab_size();
+        if self.simd.is_some() {
+            // Whole blocks of rows: the batch's mask, the choices, then `advance`'s passes.
+            self.mask_checked(logits, row_stride);
+            for (row, (token, &done)) in tokens.iter_mut().zip(&self.finished).enumerate() {
+                let at = row * row_stride;
+                if let (false, Some(l)) = (done, logits.get(at..at + v)) {
+                    *token = choose(row, l);
+                }
+            }
+            return self.advance_checked(tokens);
+        }
+        if b == 1 {
+            return self.step_one(logits, tokens, choose);
+        }
+        // Each running row masked, chosen and looked up in turn (pass 1 of `advance`, with
+        // nothing changed until every token is known to be valid), then pass 2.
+        let (tables, avx, vocab) = (self.tables, self.avx, v as u32);
+        let mut bad_at = usize::MAX;
+        for (row, (((token, entry), &state), &done)) in tokens
+            .iter_mut()
+            .zip(&mut self.entries)
+            .zip(&self.state)
+            .zip(&self.finished)
+            .enumerate()
+        {
+            let at = row * row_stride;
+            let (false, Some(l)) = (done, logits.get_mut(at..at + v)) else {
+                continue;
+            };
+            mask_one_row(avx, l, row_mask(&tables, state));
+            let t = choose(row, l);
+            *token = t;
+            let in_range = t < vocab;
+            let e = tables.entry(state, if in_range { t } else { 0 });
+            *entry = e;
+            // Entry 0 is a forbidden token; a stop leads to DEAD with the stop bit.
+            if (!in_range || e == 0) && bad_at == usize::MAX {
+                bad_at = row;
+            }
+        }
+        if bad_at != usize::MAX {
+            return Err(self.token_error(tokens, bad_at));
+        }
+        let rows = BatchRows {
+            state: &mut self.state,
+            len: &mut self.len,
+            stopped: &mut self.stopped,
+            finished: &mut self.finished,
+        };
+        let newly_finished =
+            passes::commit(None, rows, tokens, &self.entries, self.max_len, self.tables.pad());
+        self.running -= newly_finished;
+        Ok(self.running)
     }
 
     /// The allowed next tokens of `row` (empty once the row has finished).
@@ -160,6 +329,7 @@ impl<'t> WordBatch<'t> {
     /// had already finished it is ignored and overwritten with PAD. Returns the number of
     /// rows still running. `Err` — with nothing changed — if `tokens` has the wrong length, or
     /// a running row's token is outside the vocabulary or forbidden by its mask.
+    #[inline]
     pub fn advance(&mut self, tokens: &mut [u32]) -> Result<usize, Error> {
         let b = self.state.len();
         if tokens.len() != b {
@@ -168,7 +338,12 @@ impl<'t> WordBatch<'t> {
                 got: tokens.len(),
             }));
         }
-        let v = self.tables.vocab_size() as u32;
+        self.advance_checked(tokens)
+    }
+
+    /// [`WordBatch::advance`] once `tokens` holds one token per row.
+    #[inline]
+    fn advance_checked(&mut self, tokens: &mut [u32]) -> Result<usize, Error> {
         // Pass 1 looks up every row's entry and only finds the first running row whose token
         // is bad; nothing changes yet, so an error leaves the batch as it was.
         let bad_at = passes::lookup(
@@ -179,14 +354,8 @@ impl<'t> WordBatch<'t> {
             &self.finished,
             &mut self.entries,
         );
-        if let Some((&token, &state, at)) =
-            bad_at.and_then(|at| Some((tokens.get(at)?, self.state.get(at)?, at)))
-        {
-            return Err(Error::new(if token >= v {
-                ErrorKind::TokenOutOfRange { token, vocab: v, at }
-            } else {
-                ErrorKind::TokenNotAllowed { token, state, at }
-            }));
+        if let Some(at) = bad_at {
+            return Err(self.token_error(tokens, at));
         }
         let rows = BatchRows {
             state: &mut self.state,
@@ -204,6 +373,72 @@ impl<'t> WordBatch<'t> {
         );
         self.running -= newly_finished;
         Ok(self.running)
+    }
+
+    /// [`WordBatch::step_checked`] for a batch of one row: no loop, no pass over arrays.
+    #[inline]
+    fn step_one<L: Logit>(
+        &mut self,
+        logits: &mut [L],
+        tokens: &mut [u32],
+        mut choose: impl FnMut(usize, &[L]) -> u32,
+    ) -> Result<usize, Error> {
+        let v = self.tables.vocab_size();
+        let (Some(token), Some(&state), Some(finished), Some(l)) = (
+            tokens.first_mut(),
+            self.state.first(),
+            self.finished.first_mut(),
+            logits.get_mut(..v),
+        ) else {
+            return Ok(self.running);
+        };
+        if *finished {
+            *token = self.tables.pad();
+            return Ok(self.running);
+        }
+        mask_one_row(self.avx, l, row_mask(&self.tables, state));
+        let t = choose(0, l);
+        *token = t;
+        let e = if t < self.tables.vocab {
+            self.tables.entry(state, t)
+        } else {
+            0
+        };
+        if e == 0 {
+            return Err(self.token_error(tokens, 0));
+        }
+        let (next, stop) = split(e);
+        let (Some(s), Some(len), Some(stopped)) = (
+            self.state.first_mut(),
+            self.len.first_mut(),
+            self.stopped.first_mut(),
+        ) else {
+            return Ok(self.running);
+        };
+        *s = next;
+        *len += 1;
+        *stopped = stop;
+        if stop || *len >= self.max_len {
+            *finished = true;
+            self.running = 0;
+        }
+        Ok(self.running)
+    }
+
+    /// The error for row `at`'s token, which pass 1 found out of range or forbidden.
+    #[cold]
+    #[inline(never)]
+    fn token_error(&self, tokens: &[u32], at: usize) -> Error {
+        let v = self.tables.vocab_size() as u32;
+        let (token, state) = (
+            tokens.get(at).copied().unwrap_or(0),
+            self.state.get(at).copied().unwrap_or(DEAD),
+        );
+        Error::new(if token >= v {
+            ErrorKind::TokenOutOfRange { token, vocab: v, at }
+        } else {
+            ErrorKind::TokenNotAllowed { token, state, at }
+        })
     }
 
     /// Per row: the word is complete (the rule matched, or EOS).
@@ -256,7 +491,12 @@ impl<'t> WordBatch<'t> {
     /// assert_eq!(batch.lengths(), &[0, 2]);
     /// assert_eq!(batch.running(), 2);
     /// ```
+    #[inline]
     pub fn restart_finished(&mut self) -> usize {
+        if self.running == self.state.len() {
+            // No row has finished (`running` counts the others): nothing to look at.
+            return 0;
+        }
         let rows = BatchRows {
             state: &mut self.state,
             len: &mut self.len,
@@ -308,6 +548,14 @@ impl<'t> WordBatch<'t> {
         }
         Ok(())
     }
+}
+
+/// The mask bytes of `state` (a state of the tables: always a whole mask).
+#[inline(always)]
+fn row_mask<'t>(tables: &Tables<'t>, state: u16) -> &'t [u8] {
+    let w = tables.mask_bytes();
+    let at = usize::from(state) * w;
+    tables.masks.get(at..at + w).unwrap_or_default()
 }
 
 #[cfg(test)]

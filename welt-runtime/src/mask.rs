@@ -479,3 +479,151 @@ mod tests {
         );
     }
 }
+
+/// Masks one row whose mask the caller has found, for callers that mask row by row
+/// ([`crate::WordBatch::step`] on a batch of fewer than 16 rows): [`mask_row`]'s result,
+/// without the per-call set-up of [`mask_rows`] (its checks over the batch, the division by
+/// the mask width). `mask` must hold a bit for every logit of `row`, which a mask of the
+/// tables does for a row of `V` logits; a short mask leaves the logits past it alone.
+#[inline]
+pub(crate) fn mask_one_row<L: Logit>(avx: Option<Avx512>, row: &mut [L], mask: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(avx) = avx {
+        return one_row::mask(avx, row, mask);
+    }
+    let _ = avx;
+    mask_row(row, mask);
+}
+
+/// The AVX-512 masked stores of [`mask_one_row`]: per 64 logits one little-endian mask word,
+/// stored as `64 / LANES` masked stores of `-inf` into exactly the forbidden lanes.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod one_row {
+    use super::{Avx512, Logit};
+    use std::arch::x86_64::*;
+    use std::mem::size_of;
+
+    #[inline]
+    pub(super) fn mask<L: Logit>(_: Avx512, row: &mut [L], mask: &[u8]) {
+        // SAFETY: the CPU has the features these functions enable (an `Avx512` exists).
+        unsafe {
+            match size_of::<L>() {
+                2 => row16(row, mask),
+                4 => row32(row, mask),
+                _ => row64(row, mask),
+            }
+        }
+    }
+
+    /// The whole 64-logit words of `row` that `mask` covers through `store(pointer to 64
+    /// logits, forbidden bits)`, then the rest through the portable [`super::mask_row`].
+    #[inline(always)]
+    fn words<L: Logit>(row: &mut [L], mask: &[u8], store: impl Fn(*mut L, u64)) {
+        let whole = (row.len() / 64).min(mask.len() / 8);
+        let (head, rest) = row.split_at_mut(whole * 64);
+        let (head_mask, rest_mask) = mask.split_at(whole * 8);
+        for (chunk, m) in head.chunks_exact_mut(64).zip(head_mask.chunks_exact(8)) {
+            let bits = u64::from_le_bytes([m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7]]);
+            store(chunk.as_mut_ptr(), !bits);
+        }
+        if !rest.is_empty() {
+            super::mask_row(rest, rest_mask);
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn row16<L: Logit>(row: &mut [L], mask: &[u8]) {
+        let neg = _mm512_set1_epi16(L::NEG_INFINITY_BITS as u16 as i16);
+        words(row, mask, |p, f| {
+            for j in 0..2 {
+                // SAFETY: `p` points at 64 logits of 2 bytes inside the row (`words`); -inf's
+                // bits are a valid L.
+                unsafe { _mm512_mask_storeu_epi16(p.add(32 * j).cast(), (f >> (32 * j)) as u32, neg) };
+            }
+        });
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn row32<L: Logit>(row: &mut [L], mask: &[u8]) {
+        let neg = _mm512_set1_epi32(L::NEG_INFINITY_BITS as u32 as i32);
+        words(row, mask, |p, f| {
+            for j in 0..4 {
+                // SAFETY: as in `row16`, 64 logits of 4 bytes.
+                unsafe { _mm512_mask_storeu_epi32(p.add(16 * j).cast(), (f >> (16 * j)) as u16, neg) };
+            }
+        });
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn row64<L: Logit>(row: &mut [L], mask: &[u8]) {
+        let neg = _mm512_set1_epi64(L::NEG_INFINITY_BITS as i64);
+        words(row, mask, |p, f| {
+            for j in 0..8 {
+                // SAFETY: as in `row16`, 64 logits of 8 bytes.
+                unsafe { _mm512_mask_storeu_epi64(p.add(8 * j).cast(), (f >> (8 * j)) as u8, neg) };
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod one_row_tests {
+    use super::*;
+
+    /// `mask_one_row` (AVX-512 where the CPU has it) writes exactly what `mask_row` writes,
+    /// bit for bit, per dtype, for row lengths around every 64-logit word and masks of every
+    /// density; a mask shorter than the row leaves the logits past it untouched.
+    fn one_row_equals_portable<L: Logit>(from_bits: impl Fn(u64) -> L, bits: impl Fn(L) -> u64) {
+        let mut z = 7u64;
+        let mut next = || {
+            z ^= z << 13;
+            z ^= z >> 7;
+            z ^= z << 17;
+            z
+        };
+        for v in (1..=130usize).chain([255, 256, 257, 300, 4096, 4097]) {
+            for density in 0..=8u64 {
+                let mut mask = vec![0u8; v.div_ceil(64) * 8];
+                for b in mask.iter_mut() {
+                    *b = (0..8).fold(0u8, |acc, j| acc | (u8::from(next() % 8 < density) << j));
+                }
+                let row: Vec<L> = (0..v).map(|_| from_bits(next())).collect();
+                let b = |x: &[L]| x.iter().map(|&y| bits(y)).collect::<Vec<_>>();
+                let mut want = row.clone();
+                mask_row(&mut want, &mask);
+                let mut got = row.clone();
+                mask_one_row(Avx512::detect(), &mut got, &mask);
+                assert_eq!(b(&got), b(&want), "v={v} density={density}");
+                // Only the first word of the mask: the logits past 64 are left alone.
+                let mut short = row.clone();
+                mask_one_row(Avx512::detect(), &mut short, &mask[..8]);
+                let mut want = row.clone();
+                mask_row(&mut want[..v.min(64)], &mask[..8]);
+                assert_eq!(b(&short), b(&want), "short mask, v={v} density={density}");
+            }
+        }
+    }
+
+    #[test]
+    fn one_row_equals_the_portable_mask_f32() {
+        one_row_equals_portable::<f32>(|x| f32::from_bits(x as u32), |x| u64::from(x.to_bits()));
+    }
+    #[test]
+    fn one_row_equals_the_portable_mask_f64() {
+        one_row_equals_portable::<f64>(f64::from_bits, f64::to_bits);
+    }
+    #[cfg(feature = "half")]
+    #[test]
+    fn one_row_equals_the_portable_mask_f16() {
+        one_row_equals_portable::<half::f16>(|x| half::f16::from_bits(x as u16), |x| u64::from(x.to_bits()));
+    }
+    #[cfg(feature = "half")]
+    #[test]
+    fn one_row_equals_the_portable_mask_bf16() {
+        one_row_equals_portable::<half::bf16>(
+            |x| half::bf16::from_bits(x as u16),
+            |x| u64::from(x.to_bits()),
+        );
+    }
+}

@@ -79,17 +79,31 @@ pub(super) fn lookup(
     finished: &[bool],
     entries: &mut [u16],
 ) -> Option<usize> {
-    let mut done = 0;
     #[cfg(target_arch = "x86_64")]
     if let Some(s) = simd {
-        let (rows, bad) = avx512::lookup(s, tokens, states, finished, entries);
-        if bad.is_some() {
-            return bad;
-        }
-        done = rows;
+        return lookup_blocks(s, tables, tokens, states, finished, entries);
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = simd;
+    lookup_rows(tables, tokens, states, finished, entries)
+}
+
+/// [`lookup`] with the AVX-512 twin: the whole blocks, then the rest. Out of line, so that a
+/// batch too small for the twin pays nothing for its set-up.
+#[cfg(target_arch = "x86_64")]
+#[inline(never)]
+fn lookup_blocks(
+    s: &Simd<'_>,
+    tables: &Tables<'_>,
+    tokens: &[u32],
+    states: &[u16],
+    finished: &[bool],
+    entries: &mut [u16],
+) -> Option<usize> {
+    let (done, bad) = avx512::lookup(s, tokens, states, finished, entries);
+    if bad.is_some() {
+        return bad;
+    }
     lookup_rows(
         tables,
         tail(tokens, done),
@@ -106,19 +120,33 @@ pub(super) fn lookup(
 #[inline]
 pub(super) fn commit(
     simd: Option<&Simd<'_>>,
+    rows: BatchRows<'_>,
+    tokens: &mut [u32],
+    entries: &[u16],
+    max_len: u32,
+    pad: u32,
+) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(s) = simd {
+        return commit_blocks(s, rows, tokens, entries, max_len, pad);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = simd;
+    commit_rows(rows, tokens, entries, max_len, pad)
+}
+
+/// [`commit`] with the AVX-512 twin (out of line, as [`lookup_blocks`]).
+#[cfg(target_arch = "x86_64")]
+#[inline(never)]
+fn commit_blocks(
+    s: &Simd<'_>,
     mut rows: BatchRows<'_>,
     tokens: &mut [u32],
     entries: &[u16],
     max_len: u32,
     pad: u32,
 ) -> usize {
-    let (mut done, mut newly_finished) = (0, 0);
-    #[cfg(target_arch = "x86_64")]
-    if let Some(s) = simd {
-        (done, newly_finished) = avx512::commit(s, &mut rows, tokens, entries, max_len, pad);
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = simd;
+    let (done, newly_finished) = avx512::commit(s, &mut rows, tokens, entries, max_len, pad);
     newly_finished
         + commit_rows(
             rows.skip(done),
@@ -132,14 +160,21 @@ pub(super) fn commit(
 /// `restart_finished`: every finished row back to `start`, length 0, not stopped, not
 /// finished. Returns the number of rows restarted.
 #[inline]
-pub(super) fn restart(simd: Option<&Simd<'_>>, mut rows: BatchRows<'_>, start: u16) -> usize {
-    let (mut done, mut restarted) = (0, 0);
+pub(super) fn restart(simd: Option<&Simd<'_>>, rows: BatchRows<'_>, start: u16) -> usize {
     #[cfg(target_arch = "x86_64")]
     if let Some(s) = simd {
-        (done, restarted) = avx512::restart(s, &mut rows, start);
+        return restart_blocks(s, rows, start);
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = simd;
+    restart_rows(rows, start)
+}
+
+/// [`restart`] with the AVX-512 twin (out of line, as [`lookup_blocks`]).
+#[cfg(target_arch = "x86_64")]
+#[inline(never)]
+fn restart_blocks(s: &Simd<'_>, mut rows: BatchRows<'_>, start: u16) -> usize {
+    let (done, restarted) = avx512::restart(s, &mut rows, start);
     restarted + restart_rows(rows.skip(done), start)
 }
 
