@@ -1,6 +1,7 @@
 //! The decode loop allocates nothing: after a `WordBatch` is built, thousands of
-//! `apply_mask` + `advance` steps (with resets, prefixes, errors and `Sequence` steps mixed in)
-//! make no heap allocation. Counted by a global allocator, per thread, so the test harness's
+//! `apply_mask` + `advance` steps and of fused `step` calls (with restarts, resets, prefixes,
+//! errors and `Sequence` steps mixed in) make no heap allocation, on batches of one row, a few
+//! rows and whole AVX-512 blocks. Counted by a global allocator, per thread, so the test harness's
 //! own threads do not interfere; it is alone in this test binary because the allocator is
 //! global to it.
 
@@ -76,7 +77,7 @@ fn the_decode_loop_does_not_allocate() {
     // Everything that allocates happens before counting starts.
     let mut batch = WordBatch::for_decoder::<Utf8Words>(ROWS).unwrap();
     let mut logits = vec![0.0f32; ROWS * STRIDE];
-    let mut logits_bf16 = vec![bf16::ZERO; ROWS * 256];
+    let mut logits_bf16 = vec![bf16::ZERO; 33 * 256];
     let mut tokens = [0u32; ROWS];
     let mut rng = SplitMix64::new(0xA110C);
     let prefixes: [&[u32]; 4] = [&[], &[0x61], &[0x61, 0xE3], &[0xF0, 0x9F, 0x98]];
@@ -91,7 +92,7 @@ fn the_decode_loop_does_not_allocate() {
     let (mut words, mut stopped, mut errors) = (0usize, 0usize, 0usize);
     for step in 0..5_000 {
         batch.apply_mask_strided(&mut logits, STRIDE).unwrap();
-        batch.apply_mask(&mut logits_bf16).unwrap();
+        batch.apply_mask(&mut logits_bf16[..ROWS * 256]).unwrap();
         for (row, t) in tokens.iter_mut().enumerate() {
             *t = sample(&batch, row, &mut rng);
         }
@@ -124,6 +125,45 @@ fn the_decode_loop_does_not_allocate() {
     }
     let allocated = allocations() - before;
     assert_eq!(allocated, 0, "{allocated} allocations in the decode loop");
+    // The fused step, on every path it has (one row; row by row; blocks of 16).
+    let mut batches = [1usize, 3, 16, 33].map(|b| WordBatch::for_decoder::<Utf8Words>(b).unwrap());
+    let mut logits = vec![0.0f32; 33 * STRIDE];
+    let mut tokens = [0u32; 33];
+    let before = allocations();
+    let (mut steps, mut refused) = (0usize, 0usize);
+    for step in 0..3_000 {
+        for batch in &mut batches {
+            let b = batch.batch_size();
+            let (tokens, logits) = (&mut tokens[..b], &mut logits[..b * STRIDE]);
+            logits.fill(0.0); // the model's next logits
+                              // A forbidden choice now and then: refused, nothing allocated either.
+            let bad_row = (step % 89 == 0).then(|| rng.index(b));
+            let r = batch.step_strided(logits, STRIDE, tokens, |row, masked| {
+                if Some(row) == bad_row {
+                    return 0xFF;
+                }
+                // The first allowed token from a random start: the masked logits say which.
+                let start = rng.index(masked.len());
+                (0..masked.len())
+                    .map(|i| (start + i) % masked.len())
+                    .find(|&t| masked[t].is_finite())
+                    .unwrap() as u32
+            });
+            match r {
+                Ok(_) => steps += 1,
+                Err(_) => refused += 1,
+            }
+            batch.restart_finished();
+            if step % 7 == 0 {
+                batch
+                    .step(&mut logits_bf16[..b * 256], tokens, |_, _| u32::from(b' '))
+                    .ok();
+            }
+        }
+    }
+    let allocated = allocations() - before;
+    assert_eq!(allocated, 0, "{allocated} allocations in fused steps");
+    assert!(steps > 10_000 && refused > 10, "steps {steps}, refused {refused}");
     // The loop did real work.
     assert!(
         words > 500 && stopped > 100 && errors > 10,

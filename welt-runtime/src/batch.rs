@@ -206,6 +206,7 @@ impl<'t> WordBatch<'t> {
     /// // Row 0 writes "a ", row 1 "é ": here the choice ignores the logits.
     /// let words: [&[u8]; 2] = [b"a ", "\u{e9} ".as_bytes()];
     /// while !batch.is_done() {
+    ///     logits.fill(0.0); // the model's next logits
     ///     let lengths = batch.lengths().to_vec();
     ///     batch
     ///         .step(&mut logits, &mut tokens, |row, masked| {
@@ -278,7 +279,7 @@ impl<'t> WordBatch<'t> {
         }
         // Each running row masked, chosen and looked up in turn (pass 1 of `advance`, with
         // nothing changed until every token is known to be valid), then pass 2.
-        let (tables, avx, vocab) = (self.tables, self.avx, v as u32);
+        let (tables, avx, vocab) = (&self.tables, self.avx, v as u32);
         let mut bad_at = usize::MAX;
         for (row, (((token, entry), &state), &done)) in tokens
             .iter_mut()
@@ -291,7 +292,7 @@ impl<'t> WordBatch<'t> {
             let (false, Some(l)) = (done, logits.get_mut(at..at + v)) else {
                 continue;
             };
-            mask_one_row(avx, l, row_mask(&tables, state));
+            mask_one_row(avx, l, row_mask(tables, state));
             let t = choose(row, l);
             *token = t;
             let in_range = t < vocab;
@@ -337,6 +338,9 @@ impl<'t> WordBatch<'t> {
                 expected: b,
                 got: tokens.len(),
             }));
+        }
+        if b == 1 {
+            return self.advance_one(tokens);
         }
         self.advance_checked(tokens)
     }
@@ -384,11 +388,29 @@ impl<'t> WordBatch<'t> {
         mut choose: impl FnMut(usize, &[L]) -> u32,
     ) -> Result<usize, Error> {
         let v = self.tables.vocab_size();
-        let (Some(token), Some(&state), Some(finished), Some(l)) = (
+        let (Some(&state), Some(&finished), Some(l)) =
+            (self.state.first(), self.finished.first(), logits.get_mut(..v))
+        else {
+            return Ok(self.running);
+        };
+        if !finished {
+            mask_one_row(self.avx, l, row_mask(&self.tables, state));
+            if let Some(token) = tokens.first_mut() {
+                *token = choose(0, l);
+            }
+        }
+        self.advance_one(tokens)
+    }
+
+    /// [`WordBatch::advance_checked`] for a batch of one row.
+    #[inline]
+    fn advance_one(&mut self, tokens: &mut [u32]) -> Result<usize, Error> {
+        let (Some(token), Some(state), Some(len), Some(stopped), Some(finished)) = (
             tokens.first_mut(),
-            self.state.first(),
+            self.state.first_mut(),
+            self.len.first_mut(),
+            self.stopped.first_mut(),
             self.finished.first_mut(),
-            logits.get_mut(..v),
         ) else {
             return Ok(self.running);
         };
@@ -396,26 +418,18 @@ impl<'t> WordBatch<'t> {
             *token = self.tables.pad();
             return Ok(self.running);
         }
-        mask_one_row(self.avx, l, row_mask(&self.tables, state));
-        let t = choose(0, l);
-        *token = t;
+        let t = *token;
         let e = if t < self.tables.vocab {
-            self.tables.entry(state, t)
+            self.tables.entry(*state, t)
         } else {
             0
         };
+        // Entry 0 is a forbidden token; a stop leads to DEAD with the stop bit.
         if e == 0 {
             return Err(self.token_error(tokens, 0));
         }
         let (next, stop) = split(e);
-        let (Some(s), Some(len), Some(stopped)) = (
-            self.state.first_mut(),
-            self.len.first_mut(),
-            self.stopped.first_mut(),
-        ) else {
-            return Ok(self.running);
-        };
-        *s = next;
+        *state = next;
         *len += 1;
         *stopped = stop;
         if stop || *len >= self.max_len {
@@ -680,6 +694,207 @@ mod tests {
         let tables = Tables::from_bytes(&blob).unwrap();
         assert!(tables.token_classes().is_some());
         simd_equals_portable(tables);
+    }
+
+    /// What one row does with `token`, computed from the tables alone: `None` where the token
+    /// is refused (out of range or forbidden), else the row's (state, len, stopped, finished).
+    fn model_row(t: &Tables<'_>, max: u32, row: (u16, u32), token: u32) -> Option<(u16, u32, bool, bool)> {
+        let (state, len) = row;
+        let (next, stop) = t.step(state, token).ok()?;
+        if !t.mask(state).allows(token) {
+            return None;
+        }
+        Some((next, len + 1, stop, stop || len + 1 >= max))
+    }
+
+    /// `step` (every path: one row, the one-pass rows below 16, the AVX-512 blocks) against
+    /// `apply_mask` + the same choices + `advance` on a twin batch, and both against a model
+    /// built from the tables alone: the same masked logits bit for bit (the mask itself
+    /// checked against `Mask::apply` row by row, finished rows and padding untouched), the
+    /// same tokens written, the same rows, the same errors (the first bad row) with the batch
+    /// unchanged. Contiguous and strided logits, both table layouts, with junk and forbidden
+    /// choices, finished rows, restarts and limits mixed in.
+    fn step_equals_split(tables: Tables<'_>) {
+        let mut z = 0x9E37_79B9_7F4A_7C15u64;
+        let v = tables.vocab_size();
+        for b in [1usize, 2, 3, 4, 7, 15, 16, 17, 33] {
+            let mut fused = WordBatch::new(tables, b).unwrap();
+            let mut split = fused.clone();
+            for step in 0..300 {
+                let stride = if step % 3 == 0 { v } else { v + 5 };
+                let logits: Vec<f32> = (0..b * stride)
+                    .map(|_| (xorshift(&mut z) % 1000) as f32)
+                    .collect();
+                let choices: Vec<u32> = (0..b)
+                    .map(|r| {
+                        let allowed: Vec<u32> = split.mask(r).unwrap().iter().collect();
+                        match xorshift(&mut z) % 40 {
+                            0 => v as u32 + (xorshift(&mut z) % 3) as u32,
+                            1 => xorshift(&mut z) as u32 % v as u32,
+                            _ if allowed.is_empty() => 0,
+                            _ => allowed[xorshift(&mut z) as usize % allowed.len()],
+                        }
+                    })
+                    .collect();
+                // The mask expected, row by row.
+                let mut want = logits.clone();
+                for r in 0..b {
+                    if !split.finished()[r] {
+                        split
+                            .mask(r)
+                            .unwrap()
+                            .apply(&mut want[r * stride..r * stride + v])
+                            .unwrap();
+                    }
+                }
+                let before = observe(&split);
+                let (mut x, mut y) = (logits.clone(), logits);
+                let mut t_fused = vec![7u32; b];
+                let mut seen = vec![false; b];
+                let a = fused.step_strided(&mut x, stride, &mut t_fused, |row, l| {
+                    assert_eq!(l.len(), v);
+                    assert!(!seen[row], "each row is chosen for once");
+                    seen[row] = true;
+                    // `choose` sees the row already masked.
+                    let m = &want[row * stride..row * stride + v];
+                    assert!(l.iter().zip(m).all(|(p, q)| p.to_bits() == q.to_bits()));
+                    choices[row]
+                });
+                split.apply_mask_strided(&mut y, stride).unwrap();
+                let mut t_split = choices.clone();
+                let running: Vec<bool> = before.3.iter().map(|&f| !f).collect();
+                assert_eq!(
+                    seen, running,
+                    "B={b} step {step}: chosen for exactly the running rows"
+                );
+                let c = split.advance(&mut t_split);
+                assert!(
+                    x.iter().zip(&want).all(|(p, q)| p.to_bits() == q.to_bits()),
+                    "B={b} step {step}: step's mask"
+                );
+                assert!(
+                    y.iter().zip(&want).all(|(p, q)| p.to_bits() == q.to_bits()),
+                    "B={b} step {step}: apply_mask"
+                );
+                // The model: the first running row whose choice is refused, else every row.
+                let bad = (0..b).find(|&r| {
+                    !before.3[r]
+                        && model_row(
+                            &tables,
+                            split.max_word_len(),
+                            (before.0[r], before.1[r]),
+                            choices[r],
+                        )
+                        .is_none()
+                });
+                match (&a, &c, bad) {
+                    (Ok(p), Ok(q), None) => {
+                        assert_eq!(p, q, "B={b} step {step}");
+                        assert_eq!(t_fused, t_split, "B={b} step {step}: tokens written");
+                        for r in 0..b {
+                            let got = (split.state[r], split.len[r], split.stopped[r], split.finished[r]);
+                            if before.3[r] {
+                                assert_eq!(got, (before.0[r], before.1[r], before.2[r], true));
+                                assert_eq!(t_split[r], tables.pad());
+                            } else {
+                                let m = model_row(
+                                    &tables,
+                                    split.max_word_len(),
+                                    (before.0[r], before.1[r]),
+                                    choices[r],
+                                );
+                                assert_eq!(Some(got), m, "B={b} step {step} row {r}");
+                            }
+                        }
+                    }
+                    (Err(p), Err(q), Some(at)) => {
+                        assert_eq!(p.kind(), q.kind(), "B={b} step {step}");
+                        let named = match p.kind() {
+                            ErrorKind::TokenOutOfRange { at, .. } | ErrorKind::TokenNotAllowed { at, .. } => {
+                                at
+                            }
+                            k => panic!("{k:?}"),
+                        };
+                        assert_eq!(named, at, "B={b} step {step}: the first bad row");
+                        assert_eq!(observe(&fused), before, "an error changed the batch");
+                        assert_eq!(observe(&split), before, "an error changed the batch");
+                    }
+                    _ => panic!("B={b} step {step}: {a:?} against {c:?}, model {bad:?}"),
+                }
+                assert_eq!(observe(&fused), observe(&split), "B={b} step {step}");
+                match xorshift(&mut z) % 6 {
+                    0 => {
+                        let max = 1 + (xorshift(&mut z) % 20) as u32;
+                        fused.set_max_word_len(max).unwrap();
+                        split.set_max_word_len(max).unwrap();
+                    }
+                    1 => {}
+                    _ => assert_eq!(fused.restart_finished(), split.restart_finished()),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn step_equals_apply_mask_and_advance_direct_layout() {
+        step_equals_split(Utf8Words::TABLES);
+    }
+
+    #[test]
+    fn step_equals_apply_mask_and_advance_class_layout() {
+        let mut spec = kernels_gen::DecoderSpec::utf8_bytes();
+        spec.layout = kernels_gen::Layout::Classes;
+        let blob = kernels_gen::generate(&spec).unwrap().to_blob();
+        step_equals_split(Tables::from_bytes(&blob).unwrap());
+    }
+
+    /// Wrong sizes are refused before anything is written: not the logits, not the tokens,
+    /// not the batch; `choose` is never asked.
+    #[test]
+    fn step_refuses_wrong_sizes_and_changes_nothing() {
+        for b in [1usize, 3, 16] {
+            let mut batch = WordBatch::new(Utf8Words::TABLES, b).unwrap();
+            batch
+                .step(
+                    &mut vec![0.0f32; b * 256],
+                    &mut vec![u32::from(b'a'); b],
+                    |_, _| u32::from(b'a'),
+                )
+                .unwrap();
+            let before = observe(&batch);
+            for (logits, tokens) in [
+                (b * 256 - 1, b),
+                (b * 256 + 1, b),
+                (0, b),
+                (b * 256, b + 1),
+                (b * 256, b - 1),
+            ] {
+                let mut l = vec![1.0f32; logits];
+                let mut t = vec![5u32; tokens];
+                let e = batch
+                    .step(&mut l, &mut t, |_, _| panic!("asked to choose"))
+                    .unwrap_err();
+                assert!(
+                    matches!(
+                        e.kind(),
+                        ErrorKind::LogitsSize { .. } | ErrorKind::BatchSizeMismatch { .. }
+                    ),
+                    "{e}"
+                );
+                assert!(
+                    l.iter().all(|&x| x == 1.0) && t.iter().all(|&x| x == 5),
+                    "B={b}: nothing written"
+                );
+                assert_eq!(observe(&batch), before);
+            }
+            let e = batch
+                .step_strided(&mut vec![0.0f32; b * 256], 255, &mut vec![0; b], |_, _| {
+                    panic!("asked")
+                })
+                .unwrap_err();
+            assert!(matches!(e.kind(), ErrorKind::StrideTooSmall { .. }), "{e}");
+            assert_eq!(observe(&batch), before);
+        }
     }
 
     #[test]
