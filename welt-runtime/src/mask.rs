@@ -525,7 +525,12 @@ mod one_row {
         let (head_mask, rest_mask) = mask.split_at(whole * 8);
         for (chunk, m) in head.chunks_exact_mut(64).zip(head_mask.chunks_exact(8)) {
             let bits = u64::from_le_bytes([m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7]]);
-            store(chunk.as_mut_ptr(), !bits);
+            // A word the mask allows whole is not stored to at all: in a real decoder's masks
+            // most words are (at a character boundary, the first 128 bytes), and a masked store
+            // of nothing costs what a store costs.
+            if bits != u64::MAX {
+                store(chunk.as_mut_ptr(), !bits);
+            }
         }
         if !rest.is_empty() {
             super::mask_row(rest, rest_mask);
