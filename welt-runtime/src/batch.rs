@@ -164,7 +164,7 @@ impl<'t> WordBatch<'t> {
     #[inline]
     fn mask_checked<L: Logit>(&self, logits: &mut [L], row_stride: usize) {
         let v = self.tables.vocab_size();
-        if self.simd.is_none() {
+        if self.state.len() < SMALL_BATCH {
             for (row, (&state, &done)) in self.state.iter().zip(&self.finished).enumerate() {
                 if !done {
                     let at = row * row_stride;
@@ -563,6 +563,10 @@ impl<'t> WordBatch<'t> {
         Ok(())
     }
 }
+
+/// Below this many rows `apply_mask` masks row by row (see [`WordBatch::mask_checked`]); the
+/// AVX-512 passes of `advance` start at the same size (one block).
+const SMALL_BATCH: usize = 16;
 
 /// The mask bytes of `state` (a state of the tables: always a whole mask).
 #[inline(always)]
