@@ -9,7 +9,8 @@ use welt::Utf8Words;
 use welt_runtime::Decoder;
 
 /// `welt tables`.
-const TABLES_USAGE: &str = "    welt tables [TOKENIZER OPTIONS] [--emit rust|dot|stats|cuda|header|blob] [-o FILE]
+const TABLES_USAGE: &str =
+    "    welt tables [TOKENIZER OPTIONS] [--emit rust|dot|stats|cuda|header|blob] [-o FILE]
         Generate a decoder's tables and print them as Rust source, a Graphviz DOT graph,
         statistics (default), CUDA kernels with the tables, the kernels' C ABI header, or the
         raw table blob (binary; what the macro embeds and Python's Decoder.from_bytes reads).
@@ -253,7 +254,9 @@ fn tables(mut parser: lexopt::Parser) -> Result<()> {
     const EMITS: [&str; 6] = ["rust", "dot", "stats", "cuda", "header", "blob"];
     // Checked before generating, which can take seconds for a large vocabulary.
     if !EMITS.contains(&emit.as_str()) {
-        return Err(format!("unknown --emit `{emit}`; expected rust, dot, stats, cuda, header or blob").into());
+        return Err(
+            format!("unknown --emit `{emit}`; expected rust, dot, stats, cuda, header or blob").into(),
+        );
     }
     let spec = dec.spec()?;
     let tables = kernels_gen::generate(&spec)?;

@@ -239,7 +239,11 @@ fn tables_emits_the_raw_blob() {
     let mut with_o = args.to_vec();
     with_o.extend(["-o", path.to_str().unwrap()]);
     let written = welt(&with_o);
-    assert!(written.status.success() && written.stdout.is_empty(), "{}", text(&written.stderr));
+    assert!(
+        written.status.success() && written.stdout.is_empty(),
+        "{}",
+        text(&written.stderr)
+    );
     assert_eq!(std::fs::read(&path).unwrap(), out.stdout);
 }
 
@@ -275,7 +279,10 @@ fn tables_writes_a_file_with_dash_o() {
 fn bad_commands_flags_and_values_fail_clearly() {
     assert_fails_with(
         &welt(&["tables", "--emit", "bogus"]),
-        &["unknown --emit `bogus`", "expected rust, dot, stats, cuda, header or blob"],
+        &[
+            "unknown --emit `bogus`",
+            "expected rust, dot, stats, cuda, header or blob",
+        ],
         "--emit bogus",
     );
     assert_fails_with(
