@@ -89,13 +89,24 @@ struct Torch {
 }
 
 static TORCH: GILOnceCell<Torch> = GILOnceCell::new();
+static SYS_MODULES: GILOnceCell<Py<PyAny>> = GILOnceCell::new();
 
 fn torch(py: Python<'_>) -> Option<&'static Torch> {
     if let Some(t) = TORCH.get(py) {
         return Some(t);
     }
-    let modules = py.import("sys").ok()?.getattr("modules").ok()?;
-    let torch = modules.downcast::<PyDict>().ok()?.get_item("torch").ok()??;
+    // `sys.modules` itself, looked up once: importing `sys` on every call costs a microsecond.
+    let modules = SYS_MODULES
+        .get_or_try_init(py, || -> PyResult<_> {
+            Ok(py.import("sys")?.getattr("modules")?.unbind())
+        })
+        .ok()?
+        .bind(py);
+    let torch = modules
+        .downcast::<PyDict>()
+        .ok()?
+        .get_item(intern!(py, "torch"))
+        .ok()??;
     let tensor = torch.getattr("Tensor").ok()?.unbind();
     let mut dtypes = Vec::new();
     for (name, dt) in [
