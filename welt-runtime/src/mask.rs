@@ -319,18 +319,13 @@ mod x86 {
     /// hold a forbidden token; the loop over the set bits branches once per group stored, on
     /// a count the predictor learns, never on which tokens are allowed.
     ///
-    /// What is left after the last 512 (all of a row of the byte decoder) goes 256 logits at
-    /// a time, a fixed run of masked stores that the compiler lays out straight, without a
-    /// branch on the mask's content: at a few stores a row, the loop's exit would mispredict
-    /// on rows in mixed states and cost more than the stores it saves. The last `< 256` go to
-    /// the portable [`super::mask_row`], out of line, so that nothing of it (no spilled
-    /// vector, no extra live register) weighs on the stores of the common row.
+    /// What is left after the last 512 goes to [`short_row`].
     #[inline(always)]
-    fn row<L: Logit, const LANES: usize>(
+    fn long_row<L: Logit, const LANES: usize>(
         row: &mut [L],
         mask: &[u8],
         dirty: impl Fn(&[u8; 64]) -> u64,
-        store: impl Fn(*mut L, u64),
+        store: impl Fn(*mut L, u64) + Copy,
     ) {
         debug_assert!(mask.len() * 8 >= row.len(), "a mask bit for every logit");
         let row_len = row.len();
@@ -354,9 +349,24 @@ mod x86 {
         // By offset, not the chunks' remainders: a mask padded to whole words can hold one
         // more chunk than the row has whole blocks (255 logits: 32 bytes).
         let done_big = row_len / 512;
-        let row = big.into_remainder();
-        let mask = mask.get(done_big * 64..).unwrap_or_default();
-        let rest_len = row.len();
+        short_row::<L, LANES>(
+            big.into_remainder(),
+            mask.get(done_big * 64..).unwrap_or_default(),
+            store,
+        );
+    }
+
+    /// A row shorter than 512 logits (every row of the byte decoder, and what [`long_row`]
+    /// leaves) through masked stores of `LANES` lanes, 256 logits at a time: a fixed run of
+    /// stores that the compiler lays out straight, without a branch on the mask's content. At a
+    /// few stores a row, a branch per group would mispredict on rows in mixed states and cost
+    /// more than the stores it saves. The last `< 256` go to the portable
+    /// [`super::mask_row`], out of line, so that nothing of it (no spilled vector, no extra
+    /// live register) weighs on the stores of the common row.
+    #[inline(always)]
+    fn short_row<L: Logit, const LANES: usize>(row: &mut [L], mask: &[u8], store: impl Fn(*mut L, u64)) {
+        debug_assert!(mask.len() * 8 >= row.len(), "a mask bit for every logit");
+        let row_len = row.len();
         let mut blocks = row.chunks_exact_mut(256);
         let mut block_masks = mask.chunks_exact(32);
         for (block, m) in (&mut blocks).zip(&mut block_masks) {
@@ -368,7 +378,9 @@ mod x86 {
         }
         let rest = blocks.into_remainder();
         if !rest.is_empty() {
-            let done = rest_len / 256;
+            // By offset, not `block_masks.remainder()`: a mask padded to whole words can hold
+            // one more 32-byte chunk than the row has whole blocks (255 logits: 32 bytes).
+            let done = row_len / 256;
             tail(rest, mask.get(done * 32..).unwrap_or_default());
         }
     }
@@ -380,7 +392,7 @@ mod x86 {
     }
 
     // The groups of a 512-token block that forbid a token (a mask lane that is not all
-    // ones), for `row`: per 32 tokens (`f16`/`bf16` stores), 16, or 8 (`f64`). The callers'
+    // ones), for `long_row`: per 32 tokens (`f16`/`bf16` stores), 16, or 8 (`f64`). The callers'
     // CPU has AVX-512 F and BW: they are `rows*`, reached only with an `Avx512`.
 
     #[inline]
@@ -411,49 +423,60 @@ mod x86 {
     unsafe fn rows16<L: Logit>(logits: &mut [L], v: usize, rows: MaskRows<'_>) {
         debug_assert_eq!(size_of::<L>(), 2);
         let neg = _mm512_set1_epi16(L::NEG_INFINITY_BITS as u16 as i16);
-        each_row(rows, logits, v, |r, mask| {
-            // SAFETY: `p` points at 32 lanes of 2 bytes inside the row (see `row`); L is a
-            // 2-byte float, so writing its -inf bit pattern as i16 is a valid L.
-            // SAFETY (`dirty32`): this function runs with AVX-512 F and BW.
-            row::<L, 32>(
-                r,
-                mask,
-                |m| unsafe { dirty32(m) },
-                move |p, f| unsafe { _mm512_mask_storeu_epi16(p.cast(), f as u32, neg) },
-            );
-        });
+        let store = move |p: *mut L, f: u64| {
+            // SAFETY: `p` points at 32 lanes of 2 bytes inside the row (see `long_row` and
+            // `short_row`); L is a 2-byte float, so writing its -inf bit pattern as i16 is a
+            // valid L.
+            unsafe { _mm512_mask_storeu_epi16(p.cast(), f as u32, neg) }
+        };
+        // SAFETY: this function runs with AVX-512 F and BW, which `dirty32` needs.
+        let dirty = |m: &[u8; 64]| unsafe { dirty32(m) };
+        // One branch for the batch: the rows of a short vocabulary keep their straight code.
+        if v < 512 {
+            each_row(rows, logits, v, |r, mask| short_row::<L, 32>(r, mask, store));
+        } else {
+            each_row(rows, logits, v, |r, mask| {
+                long_row::<L, 32>(r, mask, dirty, store)
+            });
+        }
     }
 
     #[target_feature(enable = "avx512f,avx512bw")]
     unsafe fn rows32<L: Logit>(logits: &mut [L], v: usize, rows: MaskRows<'_>) {
         debug_assert_eq!(size_of::<L>(), 4);
         let neg = _mm512_set1_epi32(L::NEG_INFINITY_BITS as u32 as i32);
-        each_row(rows, logits, v, |r, mask| {
+        let store = move |p: *mut L, f: u64| {
             // SAFETY: as in `rows16`, with 16 lanes of 4 bytes.
-            // SAFETY (`dirty16`): this function runs with AVX-512 F and BW.
-            row::<L, 16>(
-                r,
-                mask,
-                |m| unsafe { dirty16(m) },
-                move |p, f| unsafe { _mm512_mask_storeu_epi32(p.cast(), f as u16, neg) },
-            );
-        });
+            unsafe { _mm512_mask_storeu_epi32(p.cast(), f as u16, neg) }
+        };
+        // SAFETY: this function runs with AVX-512 F and BW, which `dirty16` needs.
+        let dirty = |m: &[u8; 64]| unsafe { dirty16(m) };
+        // One branch for the batch: the rows of a short vocabulary keep their straight code.
+        if v < 512 {
+            each_row(rows, logits, v, |r, mask| short_row::<L, 16>(r, mask, store));
+        } else {
+            each_row(rows, logits, v, |r, mask| {
+                long_row::<L, 16>(r, mask, dirty, store)
+            });
+        }
     }
 
     #[target_feature(enable = "avx512f,avx512bw")]
     unsafe fn rows64<L: Logit>(logits: &mut [L], v: usize, rows: MaskRows<'_>) {
         debug_assert_eq!(size_of::<L>(), 8);
         let neg = _mm512_set1_epi64(L::NEG_INFINITY_BITS as i64);
-        each_row(rows, logits, v, |r, mask| {
+        let store = move |p: *mut L, f: u64| {
             // SAFETY: as in `rows16`, with 8 lanes of 8 bytes.
-            // SAFETY (`dirty8`): this function runs with AVX-512 F and BW.
-            row::<L, 8>(
-                r,
-                mask,
-                |m| unsafe { dirty8(m) },
-                move |p, f| unsafe { _mm512_mask_storeu_epi64(p.cast(), f as u8, neg) },
-            );
-        });
+            unsafe { _mm512_mask_storeu_epi64(p.cast(), f as u8, neg) }
+        };
+        // SAFETY: this function runs with AVX-512 F and BW, which `dirty8` needs.
+        let dirty = |m: &[u8; 64]| unsafe { dirty8(m) };
+        // One branch for the batch: the rows of a short vocabulary keep their straight code.
+        if v < 512 {
+            each_row(rows, logits, v, |r, mask| short_row::<L, 8>(r, mask, store));
+        } else {
+            each_row(rows, logits, v, |r, mask| long_row::<L, 8>(r, mask, dirty, store));
+        }
     }
 }
 
