@@ -752,7 +752,7 @@ mod tests {
         ];
         while tokens.len() < n - 1 {
             let mut text = String::new();
-            if splitmix(&mut z) % 3 == 0 {
+            if splitmix(&mut z).is_multiple_of(3) {
                 text.push(' ');
             }
             let (lo, hi) = scripts[(splitmix(&mut z) % 5) as usize];
@@ -762,9 +762,9 @@ mod tests {
                 );
             }
             let mut bytes = text.into_bytes();
-            if bytes.len() > 2 && splitmix(&mut z) % 4 == 0 {
+            if bytes.len() > 2 && splitmix(&mut z).is_multiple_of(4) {
                 let cut = 1 + (splitmix(&mut z) as usize) % (bytes.len() - 1);
-                bytes = if splitmix(&mut z) % 2 == 0 {
+                bytes = if splitmix(&mut z).is_multiple_of(2) {
                     bytes[..cut].to_vec()
                 } else {
                     bytes[cut..].to_vec()
