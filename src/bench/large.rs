@@ -242,9 +242,11 @@ pub fn run(o: &Options) -> Result<(), Box<dyn Error>> {
         "mask_ns_per_row_word_start": word_start.ns / b,
         "mask_word_start_vs_floor": word_start.ns / large.floor,
         "allowed_word_start": word_start.allowed,
+        "dirty_runs_word_start": word_start.dirty_runs,
         "mask_ns_per_row_mid_word": mid_word.ns / b,
         "mask_mid_word_vs_floor": mid_word.ns / large.floor,
         "allowed_mid_word": mid_word.allowed,
+        "dirty_runs_mid_word": mid_word.dirty_runs,
         "memset_ns_per_row": large.memset / b,
         "mask_speed_vs_memset": large.memset / large.mask,
         "advance_ns_per_row": large.advance / b,
@@ -316,6 +318,9 @@ pub fn run(o: &Options) -> Result<(), Box<dyn Error>> {
             large.floor / b
         );
     }
-    println!("(target: at a word start at most 10 % of the floor)");
+    println!(
+        "(target: at a word start at most 10 % of the floor; no mask can write fewer cache lines than the runs to write, {:.0} % of the row here)",
+        100.0 * word_start.dirty_runs as f64 / o.vocab.div_ceil(16) as f64
+    );
     Ok(())
 }
