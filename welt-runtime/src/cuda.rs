@@ -46,8 +46,11 @@ unsafe impl DeviceRepr for abi::welt_step_params {}
 
 /// Threads per block of the fused step kernel (`WELT_BLOCK` in the CUDA source).
 const STEP_BLOCK: u32 = 256;
-/// Threads per block of the mask kernel.
+/// Threads per block of the mask kernel (a multiple of 32: the kernel works by warps).
 const MASK_BLOCK: u32 = 256;
+/// Tokens one block of the mask kernel covers per pass: each warp takes 32 mask words of 64
+/// tokens.
+const MASK_BLOCK_TOKENS: u32 = MASK_BLOCK / 32 * 32 * 64;
 
 /// What went wrong on the CUDA path.
 #[derive(Debug, Clone)]
@@ -414,8 +417,9 @@ impl<'d> DeviceBatch<'d> {
         self.check_logits(logits, row_stride)?;
         let v = self.dec.tables().vocab;
         let cfg = LaunchConfig {
-            // gridDim.y is at most 65,535: the kernel loops over the rows past it.
-            grid_dim: (v.div_ceil(MASK_BLOCK).min(1024), self.batch.min(65_535), 1),
+            // A block per MASK_BLOCK_TOKENS of the row; gridDim.y is at most 65,535. The kernel
+            // loops over the words and rows past the grid, so any grid masks every row.
+            grid_dim: (v.div_ceil(MASK_BLOCK_TOKENS).min(1024), self.batch.min(65_535), 1),
             block_dim: (MASK_BLOCK, 1, 1),
             shared_mem_bytes: 0,
         };

@@ -118,11 +118,13 @@ impl MaskRows<'_> {
 /// Masks the `v` logits of each of `rows` in place. The hot loop of
 /// [`crate::WordBatch::apply_mask`].
 ///
-/// With an [`Avx512`] (x86-64 with AVX-512 F/BW/VL) every row is written with masked vector
+/// With an [`Avx512`] (x86-64 with AVX-512 F/BW/VL) rows are written with masked vector
 /// stores: per 16 `f32` (8 `f64`, 32 `f16`/`bf16`) one store of `-inf` into exactly the
-/// forbidden lanes, with no branch on the mask's content, so the cost does not depend on
-/// which states the rows are in (`welt bench` prints the mask's cost). Elsewhere, the portable
-/// [`mask_row`].
+/// forbidden lanes, and on a long row only for the 16 that hold a forbidden token (one cache
+/// line). Elsewhere, the portable [`mask_row`], which skips the 64-token words that forbid
+/// nothing. So on a long row the cost follows the forbidden tokens, not V (`welt bench
+/// --vocab N` times the mask at a word start, nearly all allowed, and mid-word, nearly all
+/// forbidden).
 #[inline]
 pub(crate) fn mask_rows<L: Logit>(avx: Option<Avx512>, logits: &mut [L], v: usize, rows: MaskRows<'_>) {
     if let Some(avx) = avx {
@@ -158,18 +160,46 @@ mod sealed {
 /// Writes `-inf` into every logit of `row` whose bit in `mask` (little-endian u64 words) is
 /// clear. `row.len()` is the vocabulary size and `mask` holds `ceil(len / 64) * 8` bytes.
 ///
+/// The portable path of `WordBatch::apply_mask` (CPUs without AVX-512, and the tails of long
+/// rows). Its cost follows the forbidden tokens, not the row's length: at a word start of a
+/// large vocabulary nearly every token is allowed (Llama 3: 127,052 of 128,256), and a mask
+/// that visited every logit would cost as much as one that forbids them all. So the row goes
+/// 512 logits at a time, and a block whose 64 mask bytes are all ones (nothing forbidden) is
+/// skipped after one test of eight words; the others go word by word through [`mask_words`].
+#[inline]
+pub(crate) fn mask_row<L: Logit>(row: &mut [L], mask: &[u8]) {
+    let done = row.len() / 512;
+    let mut blocks = row.chunks_exact_mut(512);
+    for (block, m) in (&mut blocks).zip(mask.chunks_exact(64)) {
+        if !all_allowed(m) {
+            mask_words(block, m);
+        }
+    }
+    // By offset, not the mask chunks' remainder: a mask padded to whole words can hold one
+    // more 64-byte chunk than the row has whole blocks.
+    mask_words(blocks.into_remainder(), mask.get(done * 64..).unwrap_or_default());
+}
+
+/// Whether the mask bytes `m` (a whole number of u64 words) allow every token they cover.
+#[inline(always)]
+fn all_allowed(m: &[u8]) -> bool {
+    m.chunks_exact(8).fold(!0u64, |acc, w| {
+        acc & w.try_into().map(u64::from_ne_bytes).unwrap_or(0)
+    }) == !0
+}
+
+/// [`mask_row`] word by word: a 64-token word with nothing forbidden is skipped.
+///
 /// Masks of real decoders are runs: whole 64-token words are either kept (skipped) or
 /// forbidden, and a mixed word is mostly whole bytes (for the byte decoder at a character
-/// boundary, 0xC0-0xFF is `fc ff ff ff ff ff 1f 00`). This is the portable path of
-/// `WordBatch::apply_mask` (CPUs without AVX-512, and the tails of long rows), and it spends
-/// its time in stores, hence:
+/// boundary, 0xC0-0xFF is `fc ff ff ff ff ff 1f 00`). The time goes into stores, hence:
 ///
 /// - a whole forbidden word is written through a `[L; 64]` array, so the compiler emits a
 ///   fixed run of vector stores instead of a loop that recomputes the chunk's length and tail;
 /// - in a mixed word, each fully forbidden byte is written as one `[L; 8]` and only the bits
 ///   of partly forbidden bytes one by one (5 single stores at a boundary instead of 13).
 #[inline]
-pub(crate) fn mask_row<L: Logit>(row: &mut [L], mask: &[u8]) {
+fn mask_words<L: Logit>(row: &mut [L], mask: &[u8]) {
     for (chunk, m) in row.chunks_mut(64).zip(mask.chunks_exact(8)) {
         let bits = u64::from_le_bytes([m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7]]);
         let Ok(word) = <&mut [L; 64]>::try_from(&mut *chunk) else {
@@ -281,13 +311,60 @@ mod x86 {
         !u64::from_le_bytes(bits) & (u64::MAX >> (64 - LANES))
     }
 
-    /// One row through masked stores of `LANES` lanes. The row goes 256 logits at a time,
-    /// a fixed run of stores that the compiler lays out straight (for `f32`, 16 stores, each
-    /// with its own 16 mask bits); what is left after the last 256 goes to the portable
+    /// One row through masked stores of `LANES` lanes (one cache line of logits), its cost
+    /// following the forbidden tokens. The row goes 512 logits at a time: `dirty` reads the
+    /// block's 64 mask bytes as one vector and returns a bit per group of `LANES` tokens that
+    /// forbids anything, and only those groups get their masked store. A block with nothing
+    /// forbidden costs one load and a compare; the stores go to exactly the cache lines that
+    /// hold a forbidden token; the loop over the set bits branches once per group stored, on
+    /// a count the predictor learns, never on which tokens are allowed.
+    ///
+    /// What is left after the last 512 goes to [`short_row`].
+    #[inline(always)]
+    fn long_row<L: Logit, const LANES: usize>(
+        row: &mut [L],
+        mask: &[u8],
+        dirty: impl Fn(&[u8; 64]) -> u64,
+        store: impl Fn(*mut L, u64) + Copy,
+    ) {
+        debug_assert!(mask.len() * 8 >= row.len(), "a mask bit for every logit");
+        let row_len = row.len();
+        // The bits of `dirty` that name a group of the block: 512 / LANES of them.
+        let groups_in_block = u64::MAX >> (64 - 512 / LANES);
+        let mut big = row.chunks_exact_mut(512);
+        for (block, m) in (&mut big).zip(mask.chunks_exact(64)) {
+            let Ok(m) = <&[u8; 64]>::try_from(m) else {
+                continue;
+            };
+            let p = block.as_mut_ptr();
+            let mut groups = dirty(m) & groups_in_block;
+            while groups != 0 {
+                let g = groups.trailing_zeros() as usize;
+                groups &= groups - 1;
+                // SAFETY: g < 512 / LANES (`groups_in_block`), so the store's LANES lanes at
+                // g * LANES lie inside the block's 512 logits.
+                store(unsafe { p.add(g * LANES) }, forbidden::<LANES>(m, g * LANES / 8));
+            }
+        }
+        // By offset, not the chunks' remainders: a mask padded to whole words can hold one
+        // more chunk than the row has whole blocks (255 logits: 32 bytes).
+        let done_big = row_len / 512;
+        short_row::<L, LANES>(
+            big.into_remainder(),
+            mask.get(done_big * 64..).unwrap_or_default(),
+            store,
+        );
+    }
+
+    /// A row shorter than 512 logits (every row of the byte decoder, and what [`long_row`]
+    /// leaves) through masked stores of `LANES` lanes, 256 logits at a time: a fixed run of
+    /// stores that the compiler lays out straight, without a branch on the mask's content. At a
+    /// few stores a row, a branch per group would mispredict on rows in mixed states and cost
+    /// more than the stores it saves. The last `< 256` go to the portable
     /// [`super::mask_row`], out of line, so that nothing of it (no spilled vector, no extra
     /// live register) weighs on the stores of the common row.
     #[inline(always)]
-    fn row<L: Logit, const LANES: usize>(row: &mut [L], mask: &[u8], store: impl Fn(*mut L, u64)) {
+    fn short_row<L: Logit, const LANES: usize>(row: &mut [L], mask: &[u8], store: impl Fn(*mut L, u64)) {
         debug_assert!(mask.len() * 8 >= row.len(), "a mask bit for every logit");
         let row_len = row.len();
         let mut blocks = row.chunks_exact_mut(256);
@@ -314,47 +391,99 @@ mod x86 {
         super::mask_row(row, mask);
     }
 
+    // The groups of a 512-token block that forbid a token (a mask lane that is not all
+    // ones), for `long_row`: per 32 tokens (`f16`/`bf16` stores), 16, or 8 (`f64`). The callers'
+    // CPU has AVX-512 F and BW: they are `rows*`, reached only with an `Avx512`.
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn dirty32(m: &[u8; 64]) -> u64 {
+        // SAFETY: `m` holds the 64 bytes the unaligned load reads.
+        let bits = unsafe { _mm512_loadu_si512(m.as_ptr().cast()) };
+        u64::from(_mm512_cmpneq_epi32_mask(bits, _mm512_set1_epi32(-1)))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn dirty16(m: &[u8; 64]) -> u64 {
+        // SAFETY: as in `dirty32`.
+        let bits = unsafe { _mm512_loadu_si512(m.as_ptr().cast()) };
+        u64::from(_mm512_cmpneq_epi16_mask(bits, _mm512_set1_epi16(-1)))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn dirty8(m: &[u8; 64]) -> u64 {
+        // SAFETY: as in `dirty32`.
+        let bits = unsafe { _mm512_loadu_si512(m.as_ptr().cast()) };
+        _mm512_cmpneq_epi8_mask(bits, _mm512_set1_epi8(-1))
+    }
+
     #[target_feature(enable = "avx512f,avx512bw")]
     unsafe fn rows16<L: Logit>(logits: &mut [L], v: usize, rows: MaskRows<'_>) {
         debug_assert_eq!(size_of::<L>(), 2);
         let neg = _mm512_set1_epi16(L::NEG_INFINITY_BITS as u16 as i16);
-        each_row(rows, logits, v, |r, mask| {
-            // SAFETY: `p` points at 32 lanes of 2 bytes inside the row (see `row`); L is a
-            // 2-byte float, so writing its -inf bit pattern as i16 is a valid L.
-            row::<L, 32>(r, mask, move |p, f| unsafe {
-                _mm512_mask_storeu_epi16(p.cast(), f as u32, neg)
+        let store = move |p: *mut L, f: u64| {
+            // SAFETY: `p` points at 32 lanes of 2 bytes inside the row (see `long_row` and
+            // `short_row`); L is a 2-byte float, so writing its -inf bit pattern as i16 is a
+            // valid L.
+            unsafe { _mm512_mask_storeu_epi16(p.cast(), f as u32, neg) }
+        };
+        // SAFETY: this function runs with AVX-512 F and BW, which `dirty32` needs.
+        let dirty = |m: &[u8; 64]| unsafe { dirty32(m) };
+        // One branch for the batch: the rows of a short vocabulary keep their straight code.
+        if v < 512 {
+            each_row(rows, logits, v, |r, mask| short_row::<L, 32>(r, mask, store));
+        } else {
+            each_row(rows, logits, v, |r, mask| {
+                long_row::<L, 32>(r, mask, dirty, store)
             });
-        });
+        }
     }
 
-    #[target_feature(enable = "avx512f")]
+    #[target_feature(enable = "avx512f,avx512bw")]
     unsafe fn rows32<L: Logit>(logits: &mut [L], v: usize, rows: MaskRows<'_>) {
         debug_assert_eq!(size_of::<L>(), 4);
         let neg = _mm512_set1_epi32(L::NEG_INFINITY_BITS as u32 as i32);
-        each_row(rows, logits, v, |r, mask| {
+        let store = move |p: *mut L, f: u64| {
             // SAFETY: as in `rows16`, with 16 lanes of 4 bytes.
-            row::<L, 16>(r, mask, move |p, f| unsafe {
-                _mm512_mask_storeu_epi32(p.cast(), f as u16, neg)
+            unsafe { _mm512_mask_storeu_epi32(p.cast(), f as u16, neg) }
+        };
+        // SAFETY: this function runs with AVX-512 F and BW, which `dirty16` needs.
+        let dirty = |m: &[u8; 64]| unsafe { dirty16(m) };
+        // One branch for the batch: the rows of a short vocabulary keep their straight code.
+        if v < 512 {
+            each_row(rows, logits, v, |r, mask| short_row::<L, 16>(r, mask, store));
+        } else {
+            each_row(rows, logits, v, |r, mask| {
+                long_row::<L, 16>(r, mask, dirty, store)
             });
-        });
+        }
     }
 
-    #[target_feature(enable = "avx512f")]
+    #[target_feature(enable = "avx512f,avx512bw")]
     unsafe fn rows64<L: Logit>(logits: &mut [L], v: usize, rows: MaskRows<'_>) {
         debug_assert_eq!(size_of::<L>(), 8);
         let neg = _mm512_set1_epi64(L::NEG_INFINITY_BITS as i64);
-        each_row(rows, logits, v, |r, mask| {
+        let store = move |p: *mut L, f: u64| {
             // SAFETY: as in `rows16`, with 8 lanes of 8 bytes.
-            row::<L, 8>(r, mask, move |p, f| unsafe {
-                _mm512_mask_storeu_epi64(p.cast(), f as u8, neg)
-            });
-        });
+            unsafe { _mm512_mask_storeu_epi64(p.cast(), f as u8, neg) }
+        };
+        // SAFETY: this function runs with AVX-512 F and BW, which `dirty8` needs.
+        let dirty = |m: &[u8; 64]| unsafe { dirty8(m) };
+        // One branch for the batch: the rows of a short vocabulary keep their straight code.
+        if v < 512 {
+            each_row(rows, logits, v, |r, mask| short_row::<L, 8>(r, mask, store));
+        } else {
+            each_row(rows, logits, v, |r, mask| long_row::<L, 8>(r, mask, dirty, store));
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Decoder;
 
     /// The size check of the CPU and CUDA masks: exact where it fits, an `Err` (never a
     /// wrapped size that a short buffer would pass) where `(B - 1) * stride + V` overflows.
@@ -396,24 +525,149 @@ mod tests {
         x ^ (x >> 31)
     }
 
-    /// Per dtype: the dispatched `mask_rows` (AVX-512 masked stores on a CPU that has them)
-    /// writes exactly what the portable `mask_row` writes, bit for bit, on several rows of
-    /// one strided buffer (the padding between rows and a finished row untouched), for row
-    /// lengths around and past every vector boundary and masks of every density. `mask_row` itself is checked
-    /// against an independent computation in the integration tests.
-    fn dispatched_equals_portable<L: Logit + PartialEq + std::fmt::Debug>(
-        from_bits: impl Fn(u64) -> L,
-        bits: impl Fn(L) -> u64,
+    /// The mask by definition: token by token, `-inf` where the token's bit is clear.
+    fn naive<L: Logit>(row: &mut [L], mask: &[u8]) {
+        for (t, x) in row.iter_mut().enumerate() {
+            if mask[t / 8] >> (t % 8) & 1 == 0 {
+                *x = L::NEG_INFINITY;
+            }
+        }
+    }
+
+    /// Rows of one strided buffer (random values, 3 logits of padding between rows), row `r`
+    /// masked by `masks[r]` and row 1 finished: both paths of `mask_rows` — AVX-512 (where
+    /// this CPU has it) and portable — write exactly what `naive` writes, bit for bit, the
+    /// padding and the finished row untouched; `mask_one` writes row 0 as `naive` does.
+    fn both_paths_are_naive<L: Logit>(
+        v: usize,
+        masks: &[Vec<u8>],
+        z: &mut u64,
+        from_bits: &impl Fn(u64) -> L,
+        bits: &impl Fn(L) -> u64,
+        what: &str,
     ) {
+        let rows = masks.len();
+        let stride = v + 3;
+        let width = masks[0].len();
+        let buf: Vec<L> = (0..rows * stride).map(|_| from_bits(splitmix(z))).collect();
+        let finished: Vec<bool> = (0..rows).map(|r| r == 1 && rows > 2).collect();
+        let mut want = buf.clone();
+        for (r, m) in masks.iter().enumerate().filter(|&(r, _)| !finished[r]) {
+            naive(&mut want[r * stride..r * stride + v], m);
+        }
+        let all: Vec<u8> = masks.concat();
+        let states: Vec<u16> = (0..rows as u16).collect();
+        let batch = MaskRows {
+            states: &states,
+            finished: &finished,
+            masks: &all,
+            width,
+            stride,
+        };
+        let b = |x: &[L]| x.iter().map(|&y| bits(y)).collect::<Vec<_>>();
+        let want = b(&want);
+        let avx = Avx512::detect();
+        for (path, avx) in [("AVX-512", avx), ("portable", None)] {
+            if path == "AVX-512" && avx.is_none() {
+                continue;
+            }
+            let mut got = buf.clone();
+            mask_rows(avx, &mut got, v, batch);
+            let got = b(&got);
+            if got != want {
+                let at = got.iter().zip(&want).position(|(g, w)| g != w).unwrap_or(0);
+                panic!(
+                    "{path}, {what}, v={v}: logit {at} (row {}, token {}) differs",
+                    at / stride,
+                    at % stride
+                );
+            }
+        }
+        let mut one = buf[..v].to_vec();
+        mask_one(&mut one, &masks[0]);
+        assert!(b(&one) == want[..v], "mask_one, {what}, v={v}");
+    }
+
+    /// Masks of `v` tokens whose allowed and forbidden runs sit where the skipping paths
+    /// decide: the first and last 16-token run, the last (partial) 64-token word, 512-token
+    /// block edges, one token forbidden or allowed alone, and random mixes of whole words,
+    /// single clear bits and noise. `pad` is the value of the mask bits past `v` (the tables
+    /// zero them; a path must ignore them either way).
+    fn edge_masks(v: usize, pad: bool, z: &mut u64) -> Vec<Vec<u8>> {
+        let width = v.div_ceil(64) * 8;
+        let from = |allowed: &dyn Fn(usize) -> bool| {
+            let mut m = vec![0u8; width];
+            for t in 0..width * 8 {
+                if (t < v && allowed(t)) || (t >= v && pad) {
+                    m[t / 8] |= 1 << (t % 8);
+                }
+            }
+            m
+        };
+        let last_run = v - 1 - (v - 1) % 16;
+        let last_word = v - 1 - (v - 1) % 64;
+        let mut out = vec![
+            from(&|_| true),
+            from(&|_| false),
+            from(&|t| t != 0),
+            from(&|t| t != v - 1),
+            from(&|t| t >= 16),
+            from(&|t| t < last_run),
+            from(&|t| t < last_word),
+            from(&|t| t < 16),
+            from(&|t| t >= last_run),
+            from(&|t| t == v - 1),
+            from(&|t| t == 0),
+            from(&|t| t % 512 != 511 && t % 512 != 0),
+            from(&|t| t % 512 == 511 || t % 512 == 0),
+            from(&|t| t % 64 != 63),
+            from(&|t| (t / 16) % 2 == 0),
+        ];
+        for _ in 0..4 {
+            let kinds: Vec<u64> = (0..v.div_ceil(64)).map(|_| splitmix(z)).collect();
+            out.push(from(&|t| {
+                let k = kinds[t / 64];
+                match k % 5 {
+                    0 | 1 => true,
+                    2 => false,
+                    3 => t % 64 != (k >> 8) as usize % 64,
+                    _ => (k >> (t % 64)) & 1 == 1,
+                }
+            }));
+        }
+        out
+    }
+
+    fn skipping_paths_are_naive<L: Logit>(from_bits: impl Fn(u64) -> L, bits: impl Fn(L) -> u64) {
         if Avx512::detect().is_none() {
-            eprintln!("no AVX-512 on this CPU: the dispatch takes the portable path");
+            eprintln!("no AVX-512 on this CPU: only the portable path is checked");
         }
         let mut z = 1u64;
-        for v in (1..=70usize).chain([127, 128, 129, 255, 256, 300, 4095, 4096, 4097, 131_072]) {
-            let rows = if v > 5000 { 2 } else { 3 };
-            let stride = v + 5;
+        let lengths = (1..=70usize).chain([
+            127, 128, 129, 255, 256, 257, 300, 511, 512, 513, 575, 576, 577, 1000, 1023, 1024, 1025, 1553,
+            4095, 4096, 4097, 8191, 32_773, 128_256, 131_072,
+        ]);
+        for v in lengths {
+            for pad in [false, true] {
+                let masks = edge_masks(v, pad, &mut z);
+                // Every mask as row 0 (alone, and with mask_one), and all of them in one batch.
+                if v <= 4097 {
+                    for m in &masks {
+                        both_paths_are_naive(
+                            v,
+                            std::slice::from_ref(m),
+                            &mut z,
+                            &from_bits,
+                            &bits,
+                            "one row",
+                        );
+                    }
+                }
+                both_paths_are_naive(v, &masks, &mut z, &from_bits, &bits, &format!("pad={pad}"));
+            }
+            // Random bits of every density.
             for density in 0..=8u64 {
-                let masks: Vec<Vec<u8>> = (0..rows)
+                let masks: Vec<Vec<u8>> = (0..3)
                     .map(|_| {
                         let mut mask = vec![0u8; v.div_ceil(64) * 8];
                         for (i, b) in mask.iter_mut().enumerate() {
@@ -427,56 +681,127 @@ mod tests {
                         mask
                     })
                     .collect();
-                let buf: Vec<L> = (0..rows * stride).map(|_| from_bits(splitmix(&mut z))).collect();
-                // Row 1 has finished: the mask leaves it alone.
-                let finished: Vec<bool> = (0..rows).map(|r| r == 1).collect();
-                let mut want = buf.clone();
-                for (r, m) in masks.iter().enumerate().filter(|&(r, _)| !finished[r]) {
-                    mask_row(&mut want[r * stride..r * stride + v], m);
-                }
-                let mut got = buf.clone();
-                let all: Vec<u8> = masks.concat();
-                let states: Vec<u16> = (0..rows as u16).collect();
-                let batch = MaskRows {
-                    states: &states,
-                    finished: &finished,
-                    masks: &all,
-                    width: masks[0].len(),
-                    stride,
-                };
-                mask_rows(Avx512::detect(), &mut got, v, batch);
-                let b = |x: &[L]| x.iter().map(|&y| bits(y)).collect::<Vec<_>>();
-                assert_eq!(b(&got), b(&want), "v={v} density={density}");
-                let mut one = buf[..v].to_vec();
-                mask_one(&mut one, &masks[0]);
-                assert_eq!(b(&one), b(&want[..v]), "one row, v={v} density={density}");
+                both_paths_are_naive(
+                    v,
+                    &masks,
+                    &mut z,
+                    &from_bits,
+                    &bits,
+                    &format!("density {density}/8"),
+                );
             }
         }
     }
 
     #[test]
-    fn masked_stores_equal_the_portable_mask_f32() {
-        dispatched_equals_portable::<f32>(|x| f32::from_bits(x as u32), |x| u64::from(x.to_bits()));
+    fn skipping_paths_are_naive_f32() {
+        skipping_paths_are_naive::<f32>(|x| f32::from_bits(x as u32), |x| u64::from(x.to_bits()));
     }
     #[test]
-    fn masked_stores_equal_the_portable_mask_f64() {
-        dispatched_equals_portable::<f64>(f64::from_bits, f64::to_bits);
-    }
-    #[cfg(feature = "half")]
-    #[test]
-    fn masked_stores_equal_the_portable_mask_f16() {
-        dispatched_equals_portable::<half::f16>(
-            |x| half::f16::from_bits(x as u16),
-            |x| u64::from(x.to_bits()),
-        );
+    fn skipping_paths_are_naive_f64() {
+        skipping_paths_are_naive::<f64>(f64::from_bits, f64::to_bits);
     }
     #[cfg(feature = "half")]
     #[test]
-    fn masked_stores_equal_the_portable_mask_bf16() {
-        dispatched_equals_portable::<half::bf16>(
+    fn skipping_paths_are_naive_f16() {
+        skipping_paths_are_naive::<half::f16>(|x| half::f16::from_bits(x as u16), |x| u64::from(x.to_bits()));
+    }
+    #[cfg(feature = "half")]
+    #[test]
+    fn skipping_paths_are_naive_bf16() {
+        skipping_paths_are_naive::<half::bf16>(
             |x| half::bf16::from_bits(x as u16),
             |x| u64::from(x.to_bits()),
         );
+    }
+
+    /// Every state's mask of `tables`, one row per state: both paths equal `naive`.
+    fn every_state_is_naive(tables: crate::Tables<'_>, what: &str) {
+        let v = tables.vocab_size();
+        let masks: Vec<Vec<u8>> = (0..tables.num_states() as u16)
+            .map(|s| tables.mask(s).padded_bytes().to_vec())
+            .collect();
+        let mut z = 3u64;
+        let f32_bits = |x: f32| u64::from(x.to_bits());
+        let f32_from = |x: u64| f32::from_bits(x as u32);
+        for chunk in masks.chunks(64) {
+            both_paths_are_naive(v, chunk, &mut z, &f32_from, &f32_bits, what);
+        }
+        #[cfg(feature = "half")]
+        for chunk in masks.chunks(64) {
+            let from = |x: u64| half::bf16::from_bits(x as u16);
+            let bits = |x: half::bf16| u64::from(x.to_bits());
+            both_paths_are_naive(v, chunk, &mut z, &from, &bits, what);
+        }
+    }
+
+    /// A byte-level vocabulary of `n` tokens built here (no tokenizer file): the 256 bytes,
+    /// then pieces of text in several scripts, some cut inside a character, in random order,
+    /// so that a word start allows most tokens and a state inside a character few.
+    fn byte_level_tables(n: usize, seed: u64) -> Vec<u8> {
+        use kernels_gen::Token;
+        let mut z = seed;
+        let mut seen = std::collections::BTreeSet::new();
+        let mut tokens: Vec<Token> = (0..=255u8).map(|b| Token::Bytes(vec![b])).collect();
+        let scripts: [(u32, u32); 5] = [
+            (0x61, 0x7A),
+            (0xE0, 0xFF),
+            (0x430, 0x44F),
+            (0x4E00, 0x4EFF),
+            (0x1F600, 0x1F64F),
+        ];
+        while tokens.len() < n - 1 {
+            let mut text = String::new();
+            if splitmix(&mut z).is_multiple_of(3) {
+                text.push(' ');
+            }
+            let (lo, hi) = scripts[(splitmix(&mut z) % 5) as usize];
+            for _ in 0..1 + splitmix(&mut z) % 4 {
+                text.push(
+                    char::from_u32(lo + (splitmix(&mut z) % u64::from(hi - lo + 1)) as u32).unwrap_or('x'),
+                );
+            }
+            let mut bytes = text.into_bytes();
+            if bytes.len() > 2 && splitmix(&mut z).is_multiple_of(4) {
+                let cut = 1 + (splitmix(&mut z) as usize) % (bytes.len() - 1);
+                bytes = if splitmix(&mut z).is_multiple_of(2) {
+                    bytes[..cut].to_vec()
+                } else {
+                    bytes[cut..].to_vec()
+                };
+            }
+            if seen.insert(bytes.clone()) {
+                tokens.push(Token::Bytes(bytes));
+            }
+        }
+        tokens.push(Token::Special("</s>".into()));
+        let eos = Some(n as u32 - 1);
+        let vocab = kernels_gen::Vocabulary::new("byte-level", tokens, eos, 0).unwrap();
+        kernels_gen::generate(&kernels_gen::DecoderSpec::new(vocab))
+            .unwrap()
+            .to_blob()
+    }
+
+    #[test]
+    fn every_state_of_the_default_decoder_is_naive() {
+        every_state_is_naive(crate::Utf8Words::TABLES, "Utf8Words");
+        let mut spec = kernels_gen::DecoderSpec::utf8_bytes();
+        spec.layout = kernels_gen::Layout::Classes;
+        let blob = kernels_gen::generate(&spec).unwrap().to_blob();
+        every_state_is_naive(crate::Tables::from_bytes(&blob).unwrap(), "Utf8Words, classes");
+    }
+
+    /// A large vocabulary (V = 20,011: no multiple of 16 or 64), every state, on both paths;
+    /// its word start leaves most 64-token words fully allowed, and the skipping paths are
+    /// exercised where it matters.
+    #[test]
+    fn every_state_of_a_large_byte_level_vocabulary_is_naive() {
+        let blob = byte_level_tables(20_011, 9);
+        let tables = crate::Tables::from_bytes(&blob).unwrap();
+        assert_eq!(tables.vocab_size(), 20_011);
+        let start = tables.mask(tables.start());
+        assert!(start.count() > tables.vocab_size() / 2, "{}", start.count());
+        every_state_is_naive(tables, "byte-level 20,011");
     }
 }
 

@@ -17,9 +17,13 @@
 //! - **Kernels**, all bounds-checked against the batch size, the vocabulary and the row stride,
 //!   with 64-bit indices, and each looping over the rows its grid does not cover (a grid
 //!   dimension is bounded: `gridDim.y` by 65,535), so any `u32` batch runs:
-//!   - `welt_mask_{f32,f16,bf16}`: `-inf` into the forbidden logits of every running row, one
-//!     thread per token with coalesced stores (half types are written as bit patterns, so no
-//!     CUDA header is needed);
+//!   - `welt_mask_{f32,f16,bf16}`: `-inf` into the forbidden logits of every running row, at
+//!     a cost that follows the forbidden tokens rather than V: a warp takes 32 mask words
+//!     (2,048 tokens), one word per lane in one coalesced load, and a ballot tells it which
+//!     words forbid anything; a fully allowed word is never touched, and each other word is
+//!     written by the whole warp in two passes of 32 consecutive tokens (coalesced stores,
+//!     a lane writing only where its token is forbidden and below V). Half types are written
+//!     as bit patterns, so no CUDA header is needed;
 //!   - `welt_advance`: next state, stop flag, length limit and PAD for finished rows, from the
 //!     sampled tokens;
 //!   - `welt_step_{f32,f16,bf16}`: the fused step, one block per row: mask, choose (greedy,

@@ -45,25 +45,52 @@ __device__ __forceinline__ void welt_neg_inf(welt_f32, float *p) { welt_set_neg_
 __device__ __forceinline__ void welt_neg_inf(welt_f16, unsigned short *p) { welt_set_neg_inf_f16(p); }
 __device__ __forceinline__ void welt_neg_inf(welt_bf16, unsigned short *p) { welt_set_neg_inf_bf16(p); }
 
-/* ---- mask: grid (x, y), one thread per token, grid-stride over the row (x) and the batch (y) ----
-   Consecutive threads own consecutive tokens, so the stores of a warp are coalesced and the
-   mask word they test is the same for 64 tokens (one cached load). Only forbidden tokens are
-   written; the logits are never read. gridDim.y is at most 65,535, so a block takes rows
-   blockIdx.y, blockIdx.y + gridDim.y, ...; indices are 64-bit so that no stride wraps. */
+/* ---- mask: a warp per 32 mask words (2,048 tokens), grid-stride over the words (x) and the
+   batch (y) ----
+   The cost follows the forbidden tokens, not V. Lane i of a warp loads the row's mask word
+   32 g + i (one coalesced load for the warp) and a ballot tells the whole warp which of its
+   32 words forbid anything (a word past WELT_MASK_WORDS forbids nothing). A fully allowed word
+   costs that load and nothing else: at a word start of a large vocabulary, nearly every word.
+   For each word that forbids a token (the ballot's set bits, in order) the warp takes the
+   word from its lane with a shuffle and writes its 64 tokens in two passes of 32 lanes,
+   consecutive lanes on consecutive tokens (coalesced stores), each lane only where its token is
+   forbidden and below WELT_V (the mask's padding bits past V are clear, so the last word
+   would forbid them). The logits are never read; the tokens written are exactly those whose
+   bit is clear, as a thread per token would write them.
+   Every branch before a ballot or shuffle is uniform across the warp (the row, the state and
+   the group index depend on the warp only), so the full-warp masks are exact; blockDim.x must
+   be a multiple of 32 (the host launches 256). gridDim.y is at most 65,535, so a block takes
+   rows blockIdx.y, blockIdx.y + gridDim.y, ...; indices are 64-bit so that no stride wraps. */
 template <typename E>
 __device__ void welt_mask_impl(welt_tables t, typename E::T *logits, unsigned long long row_stride,
                                const unsigned short *states, const unsigned char *flags,
                                unsigned int batch) {
-    if (row_stride < WELT_V) return;
-    const size_t first_tok = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    const size_t tok_stride = (size_t)gridDim.x * blockDim.x;
+    if (row_stride < WELT_V || (blockDim.x & 31u) != 0) return;
+    const unsigned lane = threadIdx.x & 31u;
+    const size_t warps_per_block = blockDim.x >> 5;
+    const size_t first_group = (size_t)blockIdx.x * warps_per_block + (threadIdx.x >> 5);
+    const size_t group_stride = (size_t)gridDim.x * warps_per_block;
+    const size_t groups = ((size_t)WELT_MASK_WORDS + 31) / 32;
     for (size_t row = blockIdx.y; row < batch; row += gridDim.y) {
         if (flags[row] & WELT_FLAG_FINISHED) continue;
         const unsigned short s = states[row];
         if (s >= WELT_STATES) continue;
         typename E::T *row_logits = logits + row * row_stride;
-        for (size_t tok = first_tok; tok < WELT_V; tok += tok_stride) {
-            if (!((WELT_MASK(t, s, tok >> 6) >> (tok & 63)) & 1ull)) welt_neg_inf(E(), row_logits + tok);
+        for (size_t g = first_group; g < groups; g += group_stride) {
+            const size_t w = g * 32 + lane;
+            const unsigned long long forbid = w < WELT_MASK_WORDS ? ~WELT_MASK(t, s, w) : 0ull;
+            unsigned dirty = __ballot_sync(0xffffffffu, forbid != 0ull);
+            while (dirty != 0u) {
+                const unsigned i = (unsigned)(__ffs((int)dirty) - 1);
+                dirty &= dirty - 1u;
+                const unsigned long long f = __shfl_sync(0xffffffffu, forbid, (int)i);
+                const size_t first_tok = (g * 32 + i) * 64;
+                for (unsigned half = 0; half < 2; ++half) {
+                    const unsigned bit = half * 32u + lane;
+                    const size_t tok = first_tok + bit;
+                    if (((f >> bit) & 1ull) && tok < WELT_V) welt_neg_inf(E(), row_logits + tok);
+                }
+            }
         }
     }
 }
