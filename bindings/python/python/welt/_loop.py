@@ -131,9 +131,9 @@ class LeanLlama:
         self.head_b = None if getattr(model.lm_head, "bias", None) is None else _t(model.lm_head.bias)
         self.vocab = self.head_w.shape[1]
         rot = inner.rotary_emb
-        self._inv_freq = rot.inv_freq.detach().float()
+        self._inv_freq = rot.inv_freq.detach().float().cpu()  # the RoPE matrices are built on the host
         self._rope_scale = float(getattr(rot, "attention_scaling", 1.0))
-        self._rope = None  # [T, heads, D, D]
+        self._rope = None  # [T, q and k heads, D, D]: x_rot = x @ M[position]
         self._cache = None  # (B, T, kv tensor [layers, B, 2*nkv, T, D])
 
     def _stamp_now(self):
@@ -147,7 +147,7 @@ class LeanLlama:
         if self._rope is not None and self._rope.shape[0] >= T:
             return self._rope
         D, half = self.hd, self.hd // 2
-        pos = torch.arange(T, dtype=torch.float32, device=self._inv_freq.device)
+        pos = torch.arange(T, dtype=torch.float32)
         freqs = torch.outer(pos, self._inv_freq)  # [T, D/2]
         emb = torch.cat([freqs, freqs], -1)
         cos = (emb.cos() * self._rope_scale).to(self.dtype).float()
@@ -157,15 +157,12 @@ class LeanLlama:
         # M[j - half, j] = sin[j] (j >= half).
         M = torch.zeros(T, D, D, dtype=torch.float32)
         idx = torch.arange(D)
-        M[:, idx, idx] = cos.cpu()
+        M[:, idx, idx] = cos
         lo = torch.arange(half)
-        M[:, lo + half, lo] = -sin.cpu()[:, :half]
-        M[:, lo, lo + half] = sin.cpu()[:, half:]
-        heads = self.nh + 2 * self.nkv
-        eye = torch.eye(D).expand(T, self.nkv, D, D)
-        full = torch.cat([M[:, None].expand(T, self.nh + self.nkv, D, D), eye], 1)  # v heads: identity
-        self._rope = full.to(device=self.device, dtype=self.dtype).contiguous()
-        assert self._rope.shape == (T, heads, D, D)
+        M[:, lo + half, lo] = -sin[:, :half]
+        M[:, lo, lo + half] = sin[:, half:]
+        qk = self.nh + self.nkv
+        self._rope = M[:, None].expand(T, qk, D, D).to(device=self.device, dtype=self.dtype).contiguous()
         return self._rope
 
     def _kv(self, B, T):
@@ -184,14 +181,18 @@ class LeanLlama:
         heads = nh + 2 * nkv
         gqa = nkv != nh
         x = inputs_embeds.to(self.dtype).reshape(B * S, H)
-        m = rope[:S].transpose(0, 1)  # [heads, S, D, D]
+        qk = nh + nkv
+        m = rope[:S].transpose(0, 1).reshape(qk * S, D, D)  # [(head, position), D, D]
+        extra = {"enable_gqa": True} if gqa else {}
         for i, (ln1, wqkv, bqkv, wo, bo, ln2, wgu, bgu, wd, bd) in enumerate(self.layers):
             y = F.rms_norm(x, (H,), ln1, self.eps)
             qkv = torch.mm(y, wqkv) if bqkv is None else torch.addmm(bqkv, y, wqkv)
-            r = torch.matmul(qkv.view(B, S, heads, 1, D).transpose(1, 2), m).view(B, heads, S, D)
-            kv[i, :, :, :S] = r[:, nh:]
-            a = F.scaled_dot_product_attention(r[:, :nh], r[:, nh : nh + nkv], r[:, nh + nkv :], is_causal=True,
-                                               **({"enable_gqa": True} if gqa else {}))
+            h4 = qkv.view(B, S, heads, D).permute(2, 1, 0, 3)  # [heads, S, B, D]
+            r = torch.bmm(h4[:qk].reshape(qk * S, B, D), m).view(qk, S, B, D).permute(2, 0, 1, 3)  # [B, qk, S, D]
+            v = h4[qk:].permute(2, 0, 1, 3)  # [B, nkv, S, D]
+            kv[i, :, :nkv, :S] = r[:, nh:]
+            kv[i, :, nkv:, :S] = v
+            a = F.scaled_dot_product_attention(r[:, :nh], r[:, nh:], v, is_causal=True, **extra)
             a = a.transpose(1, 2).reshape(B * S, nh * D)
             x = torch.addmm(x, a, wo) if bo is None else torch.addmm(x, a, wo).add_(bo)
             y = F.rms_norm(x, (H,), ln2, self.eps)
@@ -213,6 +214,7 @@ class LeanLlama:
         kv = self._kvt
         nh, nkv, D, H = self.nh, self.nkv, self.hd, self.hidden
         heads = nh + 2 * nkv
+        qk = nh + nkv
         B = tokens.shape[0]
         m = self._rope[p]
         extra = {"enable_gqa": True} if nkv != nh else {}
@@ -220,10 +222,13 @@ class LeanLlama:
         for i, (ln1, wqkv, bqkv, wo, bo, ln2, wgu, bgu, wd, bd) in enumerate(self.layers):
             y = F.rms_norm(x, (H,), ln1, self.eps)
             qkv = torch.mm(y, wqkv) if bqkv is None else torch.addmm(bqkv, y, wqkv)
-            r = torch.matmul(qkv.view(B, heads, 1, D), m)
+            h3 = qkv.view(B, heads, D).transpose(0, 1)  # [heads, B, D]
+            r = torch.bmm(h3[:qk], m)  # [q and k heads, B, D], rotated
             c = kv[i]
-            c[:, :, p : p + 1] = r[:, nh:]
-            a = F.scaled_dot_product_attention(r[:, :nh], c[:, :nkv, : p + 1], c[:, nkv:, : p + 1], **extra)
+            c[:, :nkv, p] = r[nh:].transpose(0, 1)
+            c[:, nkv:, p] = h3[qk:].transpose(0, 1)
+            a = F.scaled_dot_product_attention(r[:nh].transpose(0, 1).unsqueeze(2), c[:, :nkv, : p + 1],
+                                               c[:, nkv:, : p + 1], **extra)
             a = a.reshape(B, nh * D)
             x = torch.addmm(x, a, wo) if bo is None else torch.addmm(x, a, wo).add_(bo)
             y = F.rms_norm(x, (H,), ln2, self.eps)
@@ -433,9 +438,8 @@ def generate_words(
                 break
         logits = fwd.step(tok)
     seq = out[:steps].t()
-    done = torch.cat([seq, state[:, None]], 1).cpu()
-    stopped = (done[:, -1] == fin).tolist()
-    rows = done[:, :-1].tolist()
+    rows = torch.cat([seq, state[:, None]], 1).tolist()  # the host waits here, once per word
+    stopped = [r.pop() == fin for r in rows]
     lengths = []
     for r, s in zip(rows, stopped):
         n = len(r)
@@ -447,3 +451,59 @@ def generate_words(
     if host.vocab == 256:
         words = [bytes(r[:n]).decode("utf-8", "ignore") for r, n in zip(rows, lengths)]
     return WordsOutput(seq, words, lengths, stopped)
+
+
+_KNOWN_PROCESSORS = ("TemperatureLogitsWarper", "TopKLogitsWarper", "TopPLogitsWarper")
+_KNOWN_CRITERIA = ("MaxLengthCriteria", "EosTokenCriteria")
+
+
+def custom_generate(model, input_ids, logits_processor=None, stopping_criteria=None, generation_config=None,
+                    forward: str = "auto", sync_every: int | None = None, **model_kwargs):
+    """``generate_words`` behind ``model.generate(..., custom_generate=welt.hf.custom_generate)``.
+
+    ``generate`` prepares its arguments as usual and hands them here: the WordConstraint is
+    the one whose hooks are in ``logits_processor`` / ``stopping_criteria`` (WeLT's default
+    when there is none), the sampling settings are the warpers ``generate`` built (temperature,
+    top-k, top-p), the length is ``max_new_tokens``. Returns the sequences tensor, as
+    ``generate`` does. Other processors or criteria, a prompt in ``input_ids``, or an
+    attention mask with padding are not supported (ValueError): use plain ``generate``.
+    ``forward`` and ``sync_every`` may be passed to ``generate`` as extra keywords.
+    """
+    from .hf import _Criteria, _Processor
+
+    constraint = None
+    temperature = top_k = top_p = None
+    for p in logits_processor or ():
+        name = type(p).__name__
+        if isinstance(p, _Processor):
+            constraint = p._c if constraint is None else constraint
+        elif name == "TemperatureLogitsWarper":
+            temperature = p.temperature
+        elif name == "TopKLogitsWarper":
+            top_k = p.top_k
+        elif name == "TopPLogitsWarper":
+            top_p = p.top_p
+        else:
+            raise ValueError(f"welt.hf.custom_generate: logits processor {name} is not supported; use generate")
+    for c in stopping_criteria or ():
+        name = type(c).__name__
+        if isinstance(c, _Criteria):
+            if constraint is not None and c._c is not constraint:
+                raise ValueError("welt.hf.custom_generate: the processor and the criteria are of different WordConstraints")
+            constraint = c._c
+        elif name not in _KNOWN_CRITERIA:
+            raise ValueError(f"welt.hf.custom_generate: stopping criteria {name} is not supported; use generate")
+    embeds = model_kwargs.get("inputs_embeds")
+    if embeds is None or (input_ids is not None and input_ids.shape[1] != 0):
+        raise ValueError("welt.hf.custom_generate: needs inputs_embeds and no prompt in input_ids")
+    mask = model_kwargs.get("attention_mask")
+    if mask is not None and mask.device.type == "cpu" and not bool(mask.all()):
+        raise ValueError("welt.hf.custom_generate: an attention mask with padding is not supported")
+    gc = generation_config
+    max_new = gc.max_new_tokens if gc is not None and gc.max_new_tokens is not None else None
+    if max_new is None and gc is not None and gc.max_length is not None:
+        max_new = gc.max_length - input_ids.shape[1]
+    do_sample = bool(gc.do_sample) if gc is not None else False
+    out = generate_words(model, embeds, constraint, max_new_tokens=max_new, do_sample=do_sample,
+                         temperature=temperature, top_k=top_k, top_p=top_p, forward=forward, sync_every=sync_every)
+    return out.sequences

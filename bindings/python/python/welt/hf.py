@@ -34,14 +34,22 @@ import numpy as np
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
-__all__ = ["WordConstraint", "generate_words", "WordsOutput"]
+__all__ = ["WordConstraint", "generate_words", "custom_generate", "WordsOutput", "LeanLlama"]
 
 _NEG_INF = float("-inf")
-_SCORE_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+_SCORE_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 _BACKENDS = ("auto", "torch", "cpu")
 # A WordBatch limit that never binds: the word then ends by the rule, EOS, or generate's own
 # max_new_tokens, exactly as with the reference hooks.
 _NO_LIMIT = 2**31 - 1
+
+
+def _upload(t: torch.Tensor, device: torch.device, non_blocking: bool) -> torch.Tensor:
+    if device.type == "cpu":
+        return t
+    if non_blocking:
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
 
 
 class _DeviceTables:
@@ -53,20 +61,24 @@ class _DeviceTables:
     ids outside the vocabulary, which finish the row.
     """
 
-    __slots__ = ("next", "forbid", "start", "fin", "width", "_forbid_gen", "_pad")
+    __slots__ = ("next", "forbid", "start", "fin", "width", "_forbid_gen", "_pad", "_vocab")
 
     def __init__(self, host: "_HostTables", device: torch.device, width: int):
-        self.next = host.next_flat.to(device)[1:]
+        # Uploaded without a blocking copy (pinned memory), so that even the first call on a
+        # CUDA device does not wait for the device.
+        nb = device.type == "cuda"
+        self.next = _upload(host.next_flat, device, nb)[1:]
         forbid = host.forbid
         if width > host.vocab:
-            pad = torch.ones(forbid.shape[0], width - host.vocab, dtype=torch.bool)
-            pad[host.fin] = False
-            forbid = torch.cat([forbid, pad], dim=1)
-        self.forbid = forbid.to(device)
+            # Columns past the vocabulary (a padded lm_head) are left as they are, as the Rust
+            # WordBatch leaves them; the word loop forbids them (forbid_gen).
+            forbid = torch.cat([forbid, torch.zeros(forbid.shape[0], width - host.vocab, dtype=torch.bool)], dim=1)
+        self.forbid = _upload(forbid, device, nb)
         self.start = torch.full((1,), host.start, dtype=torch.long, device=device)
         self.fin = host.fin
         self.width = width
         self._pad = host.pad
+        self._vocab = host.vocab
         self._forbid_gen = None
 
     def forbid_gen(self) -> torch.Tensor:
@@ -74,6 +86,7 @@ class _DeviceTables:
         (greedy or sampled) gives the PAD that ``generate`` writes for it."""
         if self._forbid_gen is None:
             f = self.forbid.clone()
+            f[:, self._vocab :] = True
             f[self.fin] = True
             f[self.fin, self._pad] = False
             self._forbid_gen = f
@@ -147,7 +160,11 @@ class _Criteria(StoppingCriteria):
 
     def __call__(self, input_ids, scores=None, **kwargs):
         c = self._c
-        if input_ids.shape == c._expect:
+        try:
+            shape = input_ids.shape
+        except AttributeError:
+            raise TypeError(f"welt: input_ids must be a torch.Tensor, not {type(input_ids).__name__}") from None
+        if shape == c._expect:
             return c._advance(input_ids)
         return c._crit_slow(input_ids)
 
@@ -316,14 +333,14 @@ class WordConstraint:
     def _mask_torch(self, scores):
         try:
             return scores.masked_fill_(self._forbid.index_select(0, self._state), _NEG_INF)
-        except (RuntimeError, IndexError) as e:
+        except (RuntimeError, IndexError, TypeError, AttributeError) as e:
             raise self._scores_error(scores) from e
 
     def _advance_torch(self, input_ids):
         try:
             idx = torch.add(input_ids[:, -1].clamp(-1, self._vmax), self._state, alpha=self._row)
             state = self._next.index_select(0, idx)
-        except (RuntimeError, IndexError) as e:
+        except (RuntimeError, IndexError, TypeError, AttributeError) as e:
             raise self._ids_error(input_ids, self._B) from e
         n = self._n + 1
         if n == self._limit_at:
@@ -399,7 +416,7 @@ class WordConstraint:
         if not isinstance(scores, torch.Tensor):
             raise TypeError(f"welt: scores must be a torch.Tensor, not {type(scores).__name__}")
         if scores.dtype not in _SCORE_DTYPES:
-            raise TypeError(f"welt: scores must be float32, float16 or bfloat16, not {scores.dtype}")
+            raise TypeError(f"welt: scores must be float32, float16, bfloat16 or float64, not {scores.dtype}")
         if scores.dim() != 2 or scores.shape[0] != B or scores.shape[1] < self._host.vocab:
             raise ValueError(
                 f"welt: scores must be [batch={B}, >= vocab={self._host.vocab}], got {tuple(scores.shape)}"
@@ -425,4 +442,4 @@ class WordConstraint:
         return ValueError("welt: a token id is outside the vocabulary")
 
 
-from ._loop import WordsOutput, generate_words  # noqa: E402  (welt.hf is the public home)
+from ._loop import LeanLlama, WordsOutput, custom_generate, generate_words  # noqa: E402  (welt.hf is their home)
