@@ -26,7 +26,7 @@ from conftest import (  # noqa: E402
 import welt  # noqa: E402
 from welt.hf import WordConstraint  # noqa: E402
 
-MAX = 8  # max_new_tokens: short words keep the suite fast
+MAX = 6  # max_new_tokens: short words keep the suite fast
 
 
 def backends_for(device):
@@ -52,7 +52,7 @@ def hooks(c):
 
 def test_greedy_matches_reference_many_calls_one_constraint(model, reference, constraint, device):
     seen = {"stopped_early": 0, "hit_limit": 0, "multibyte": 0, "padded": 0}
-    for call, B in enumerate([1, 3, 32, 3, 1, 32]):
+    for call, B in enumerate([1, 3, 32, 3, 1]):
         emb = embeds_for(model, B, seed=100 + call)
         want = generate(model, emb, MAX, *reference())
         got = generate(model, emb, MAX, *hooks(constraint))
@@ -68,8 +68,7 @@ def test_greedy_matches_reference_many_calls_one_constraint(model, reference, co
     assert all(v > 0 for v in seen.values()), seen
 
 
-@pytest.mark.parametrize("sampling", [dict(temperature=0.7), dict(top_k=12), dict(top_p=0.8, temperature=1.3),
-                                      dict(temperature=1.0, top_k=40, top_p=0.95)])
+@pytest.mark.parametrize("sampling", [dict(temperature=0.7, top_k=12), dict(top_p=0.8, temperature=1.3)])
 def test_seeded_sampling_matches_reference(model, reference, constraint, sampling):
     for B, seed in ((3, 1), (32, 2)):
         emb = embeds_for(model, B, seed=200 + seed)
@@ -99,7 +98,7 @@ def test_own_word_length_limit(model, reference, device, backend):
 def test_torch_path_adds_no_host_sync(model, reference, device):
     c = WordConstraint(welt.Decoder.default(), backend="torch")
     proc, crit = GuardedProcessor(c.logits_processor), GuardedCriteria(c.stopping_criteria)
-    for call, B in enumerate([3, 32, 3]):
+    for call, B in enumerate([3, 32]):
         emb = embeds_for(model, B, seed=300 + call)
         want = generate(model, emb, MAX, *reference())
         got = generate(model, emb, MAX, [proc], [crit])
@@ -113,8 +112,10 @@ def test_torch_path_adds_no_host_sync(model, reference, device):
 
 def test_host_sync_guard_catches_each_kind():
     t = torch.ones(2, dtype=torch.long)
-    for read in (lambda: t.item() if t.numel() == 1 else t[0].item(), t.tolist, t.cpu, lambda: bool(t[0]),
-                 lambda: int(t[0]), lambda: [0, 1][t[0]], t.numpy, lambda: float(t[0]), lambda: f"{t[0]}"):
+    reads = [lambda: t[0].item(), lambda: t.tolist(), lambda: t.cpu(), lambda: bool(t[0]), lambda: int(t[0]),
+             lambda: [0, 1][t[0]], lambda: t.numpy(), lambda: float(t[0]), lambda: f"{t[0]}",
+             lambda: 1 if t[0] else 0]
+    for read in reads:
         with no_host_sync(), pytest.raises(HostSync):
             read()
 

@@ -16,7 +16,7 @@ from conftest import EOS, PAD, embeds_for, generate, no_host_sync  # noqa: E402
 import welt  # noqa: E402
 from welt.hf import LeanLlama, WordConstraint, custom_generate, generate_words  # noqa: E402
 
-MAX = 8
+MAX = 6
 
 
 def with_dropins(model, emb, max_new, seed=None, **sampling):
@@ -112,7 +112,7 @@ def test_lean_forward_logits_close_to_the_model(model):
         assert (got2 - want2).abs().max().item() <= tol
 
 
-@pytest.mark.parametrize("sampling", [dict(temperature=0.7, top_k=12), dict(top_p=0.8), dict(temperature=1.2)])
+@pytest.mark.parametrize("sampling", [dict(temperature=0.7, top_k=12), dict(top_p=0.8, temperature=1.2)])
 def test_seeded_sampling_gives_generates_tokens(model, sampling):
     for B, seed in ((3, 5), (32, 6)):
         emb = embeds_for(model, B, seed=600 + seed)
@@ -148,7 +148,7 @@ def test_custom_generate_inside_generate(model):
         assert torch.equal(got, want)
 
 
-@pytest.mark.parametrize("k", [1, 3, 8])
+@pytest.mark.parametrize("k", [1, 4])
 def test_one_host_sync_per_sync_every_steps(model, k):
     emb = embeds_for(model, 3, seed=13)
     generate_words(model, emb, max_new_tokens=MAX)  # builds the lean forward once (reads the model)
@@ -175,9 +175,11 @@ def test_eos_ends_the_word(device):
     from conftest import make_model
 
     m = make_model(seed=4, device=device)
-    with torch.no_grad():
-        m.lm_head.weight[EOS] = m.lm_head.weight[ord("q")] * 1.5  # EOS often the best
     emb = embeds_for(m, 32, seed=15)
+    first = generate_words(m, emb, max_new_tokens=MAX, forward="model").sequences
+    common = torch.bincount(first[:, 0].cpu(), minlength=256).argmax()
+    with torch.no_grad():  # EOS beats the commonest first byte wherever that one wins
+        m.lm_head.weight[EOS] = m.lm_head.weight[common] * 2.0
     out = generate_words(m, emb, max_new_tokens=MAX, forward="model")
     want = with_dropins(m, emb, MAX)
     assert torch.equal(out.sequences, want)

@@ -358,8 +358,18 @@ class WordConstraint:
         self._check_scores(scores, ids_shape[0], input_ids.device)
         B, n = ids_shape
         if self._proc_drives and self._B == B and n == self._n + 1:
-            # The processor alone (no criteria): it advances over the newest token itself.
+            if self._mode == "torch" and self._tab.width != scores.shape[1]:
+                raise ValueError(
+                    f"welt: scores have {scores.shape[1]} columns, but this word started with {self._tab.width}"
+                )
+            # The processor alone (no criteria): it advances over the newest token itself, and
+            # as nothing stops a row at the end of its word, a finished row starts a new word:
+            # the mask is then welt's UTF-8 mask over the whole sequence.
             self._advance(input_ids)
+            if self._mode == "cpu":
+                self._wb.restart_finished()
+            else:
+                self._state = torch.where(self._state == self._fin, self._tab.start, self._state)
         else:
             width = scores.shape[1]
             self._start(input_ids, width, n0=n)
