@@ -75,6 +75,33 @@ def _t(w):
     return w.detach()
 
 
+def _bias(linear):
+    b = getattr(linear, "bias", None)
+    return None if b is None else b.detach()
+
+
+def _packed_ok(dtype) -> bool:
+    return (dtype == torch.float32 and torch.backends.mkldnn.is_available()
+            and hasattr(torch.ops.mkldnn, "_reorder_linear_weight") and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
+
+
+def _linears(w, b, kind):
+    """(x -> x @ w.T + b, (x, r) -> r + x @ w.T + b) for one nn.Linear weight `w` [out, in].
+
+    "packed": oneDNN with the weight reordered once (on CPU the fastest for a few rows: MKL's
+    sgemm repacks the weight on every call); "mm": a [in, out] weight, contiguous on CPU (there
+    a single row then takes MKL's fast matrix-vector path), the residual fused into addmm.
+    """
+    if kind == "packed":
+        p = torch.ops.mkldnn._reorder_linear_weight(w, 8)
+        lin, lin_bin = torch.ops.mkldnn._linear_pointwise, torch.ops.mkldnn._linear_pointwise.binary
+        return (lambda x: lin(x, p, b, "none", [], "")), (lambda x, r: lin_bin(x, r, p, b, "add"))
+    wt = w.t().contiguous() if w.device.type == "cpu" else w.t()
+    if b is None:
+        return (lambda x: torch.mm(x, wt)), (lambda x, r: torch.addmm(r, x, wt))
+    return (lambda x: torch.addmm(b, x, wt)), (lambda x, r: torch.addmm(r, x, wt).add_(b))
+
+
 class LeanLlama:
     """A LlamaForCausalLM forward for generating short words, read once from the model.
 
@@ -100,41 +127,42 @@ class LeanLlama:
         self.embed = _t(model.get_input_embeddings().weight)
         self.dtype = self.embed.dtype
         self.device = self.embed.device
-        self.layers = []
+        self._src = []
         for layer in inner.layers:
-            a, m = layer.self_attn, layer.mlp
-            wqkv = torch.cat([_t(a.q_proj.weight), _t(a.k_proj.weight), _t(a.v_proj.weight)], 0)
+            at, m = layer.self_attn, layer.mlp
+            wqkv = torch.cat([_t(at.q_proj.weight), _t(at.k_proj.weight), _t(at.v_proj.weight)], 0)
             bqkv = None
-            if a.q_proj.bias is not None:
-                bqkv = torch.cat([_t(a.q_proj.bias), _t(a.k_proj.bias), _t(a.v_proj.bias)], 0)
+            if at.q_proj.bias is not None:
+                bqkv = torch.cat([_t(at.q_proj.bias), _t(at.k_proj.bias), _t(at.v_proj.bias)], 0)
             wgu = torch.cat([_t(m.gate_proj.weight), _t(m.up_proj.weight)], 0)
             bgu = None
             if m.gate_proj.bias is not None:
                 bgu = torch.cat([_t(m.gate_proj.bias), _t(m.up_proj.bias)], 0)
-            self.layers.append(
-                (
-                    _t(layer.input_layernorm.weight),
-                    wqkv.t(),
-                    bqkv,
-                    _t(a.o_proj.weight).t(),
-                    None if a.o_proj.bias is None else _t(a.o_proj.bias),
-                    _t(layer.post_attention_layernorm.weight),
-                    wgu.t(),
-                    bgu,
-                    _t(m.down_proj.weight).t(),
-                    None if m.down_proj.bias is None else _t(m.down_proj.bias),
-                )
-            )
-        self.inter = self.layers[0][6].shape[1] // 2
+            self._src.append((_t(layer.input_layernorm.weight), (wqkv, bqkv), (_t(at.o_proj.weight), _bias(at.o_proj)),
+                              _t(layer.post_attention_layernorm.weight), (wgu, bgu),
+                              (_t(m.down_proj.weight), _bias(m.down_proj))))
+        self.inter = self._src[0][4][0].shape[0] // 2
         self.norm = _t(inner.norm.weight)
-        self.head_w = _t(model.lm_head.weight).t()
-        self.head_b = None if getattr(model.lm_head, "bias", None) is None else _t(model.lm_head.bias)
-        self.vocab = self.head_w.shape[1]
+        self._head_src = (_t(model.lm_head.weight), _bias(model.lm_head))
+        self.vocab = self._head_src[0].shape[0]
+        self._variants = {}
         rot = inner.rotary_emb
         self._inv_freq = rot.inv_freq.detach().float().cpu()  # the RoPE matrices are built on the host
         self._rope_scale = float(getattr(rot, "attention_scaling", 1.0))
         self._rope = None  # [T, q and k heads, D, D]: x_rot = x @ M[position]
         self._cache = None  # (B, T, kv tensor [layers, B, 2*nkv, T, D])
+
+    def _layers(self, B):
+        """The weights laid out for B rows: oneDNN-packed on CPU for B >= 2, else for mm."""
+        kind = "packed" if self.device.type == "cpu" and B >= 2 and _packed_ok(self.dtype) else "mm"
+        v = self._variants.get(kind)
+        if v is None:
+            layers = []
+            for ln1, qkv, o, ln2, gu, down in self._src:
+                layers.append((ln1, _linears(*qkv, kind)[0], _linears(*o, kind)[1], ln2, _linears(*gu, kind)[0],
+                               _linears(*down, kind)[1]))
+            v = self._variants[kind] = (layers, _linears(*self._head_src, kind)[0])
+        return v
 
     def _stamp_now(self):
         return tuple((p.data_ptr(), p._version, p.device, p.dtype) for p in self._params)
@@ -168,7 +196,7 @@ class LeanLlama:
     def _kv(self, B, T):
         c = self._cache
         if c is None or c[0] != B or c[1] < T:
-            kv = torch.empty(len(self.layers), B, 2 * self.nkv, T, self.hd, dtype=self.dtype, device=self.device)
+            kv = torch.empty(len(self._src), B, 2 * self.nkv, T, self.hd, dtype=self.dtype, device=self.device)
             self._cache = c = (B, T, kv)
         return c[2]
 
@@ -184,9 +212,10 @@ class LeanLlama:
         qk = nh + nkv
         m = rope[:S].transpose(0, 1).reshape(qk * S, D, D)  # [(head, position), D, D]
         extra = {"enable_gqa": True} if gqa else {}
-        for i, (ln1, wqkv, bqkv, wo, bo, ln2, wgu, bgu, wd, bd) in enumerate(self.layers):
+        self._L, self._head = layers, head = self._layers(B)
+        for i, (ln1, qkv_lin, o_add, ln2, gu_lin, down_add) in enumerate(layers):
             y = F.rms_norm(x, (H,), ln1, self.eps)
-            qkv = torch.mm(y, wqkv) if bqkv is None else torch.addmm(bqkv, y, wqkv)
+            qkv = qkv_lin(y)
             h4 = qkv.view(B, S, heads, D).permute(2, 1, 0, 3)  # [heads, S, B, D]
             r = torch.bmm(h4[:qk].reshape(qk * S, B, D), m).view(qk, S, B, D).permute(2, 0, 1, 3)  # [B, qk, S, D]
             v = h4[qk:].permute(2, 0, 1, 3)  # [B, nkv, S, D]
@@ -194,18 +223,17 @@ class LeanLlama:
             kv[i, :, nkv:, :S] = v
             a = F.scaled_dot_product_attention(r[:, :nh], r[:, nh:], v, is_causal=True, **extra)
             a = a.transpose(1, 2).reshape(B * S, nh * D)
-            x = torch.addmm(x, a, wo) if bo is None else torch.addmm(x, a, wo).add_(bo)
+            x = o_add(a, x)
             y = F.rms_norm(x, (H,), ln2, self.eps)
-            gu = torch.mm(y, wgu) if bgu is None else torch.addmm(bgu, y, wgu)
+            gu = gu_lin(y)
             h = F.silu(gu[:, : self.inter]).mul_(gu[:, self.inter :])
-            x = torch.addmm(x, h, wd) if bd is None else torch.addmm(x, h, wd).add_(bd)
+            x = down_add(h, x)
         x = x.view(B, S, H)[:, -1]
         self._pos = S
-        return self._head(x)
+        return self._final(x)
 
-    def _head(self, x):
-        y = F.rms_norm(x, (self.hidden,), self.norm, self.eps)
-        return torch.mm(y, self.head_w) if self.head_b is None else torch.addmm(self.head_b, y, self.head_w)
+    def _final(self, x):
+        return self._head(F.rms_norm(x, (self.hidden,), self.norm, self.eps))
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         """One token per row [B] at the next position. Logits [B, vocab]."""
@@ -219,9 +247,9 @@ class LeanLlama:
         m = self._rope[p]
         extra = {"enable_gqa": True} if nkv != nh else {}
         x = F.embedding(tokens, self.embed)
-        for i, (ln1, wqkv, bqkv, wo, bo, ln2, wgu, bgu, wd, bd) in enumerate(self.layers):
+        for i, (ln1, qkv_lin, o_add, ln2, gu_lin, down_add) in enumerate(self._L):
             y = F.rms_norm(x, (H,), ln1, self.eps)
-            qkv = torch.mm(y, wqkv) if bqkv is None else torch.addmm(bqkv, y, wqkv)
+            qkv = qkv_lin(y)
             h3 = qkv.view(B, heads, D).transpose(0, 1)  # [heads, B, D]
             r = torch.bmm(h3[:qk], m)  # [q and k heads, B, D], rotated
             c = kv[i]
@@ -229,13 +257,12 @@ class LeanLlama:
             c[:, nkv:, p] = h3[qk:].transpose(0, 1)
             a = F.scaled_dot_product_attention(r[:nh].transpose(0, 1).unsqueeze(2), c[:, :nkv, : p + 1],
                                                c[:, nkv:, : p + 1], **extra)
-            a = a.reshape(B, nh * D)
-            x = torch.addmm(x, a, wo) if bo is None else torch.addmm(x, a, wo).add_(bo)
+            x = o_add(a.reshape(B, nh * D), x)
             y = F.rms_norm(x, (H,), ln2, self.eps)
-            gu = torch.mm(y, wgu) if bgu is None else torch.addmm(bgu, y, wgu)
+            gu = gu_lin(y)
             h = F.silu(gu[:, : self.inter]).mul_(gu[:, self.inter :])
-            x = torch.addmm(x, h, wd) if bd is None else torch.addmm(x, h, wd).add_(bd)
-        return self._head(x)
+            x = down_add(h, x)
+        return self._final(x)
 
 
 class ModelForward:
