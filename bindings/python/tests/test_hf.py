@@ -127,15 +127,16 @@ def _ids(rows, device):
     return torch.tensor(rows, dtype=torch.long, device=device).reshape(len(rows), -1)
 
 
-def drive(c, device, words, B=3, dtype=torch.float32, width=256):
+def drive(c, device, words, B=3, dtype=torch.float32, width=256, copy_ids=False):
     """Run the hooks as generate does over `words` (one list of tokens per row, same length);
-    returns the masks (as bool, True = forbidden) and the done flags of each step."""
+    returns the masks (as bool, True = forbidden) and the done flags of each step. `copy_ids`:
+    the processor gets a copy of what the criteria saw (not the same object)."""
     proc, crit = c.logits_processor, c.stopping_criteria
     ids = torch.empty(B, 0, dtype=torch.long, device=device)
     masks, dones = [], []
     for k in range(len(words[0])):
         scores = torch.zeros(B, width, dtype=dtype, device=device)
-        out = proc(ids, scores)
+        out = proc(ids.clone() if copy_ids else ids, scores)
         assert out is scores
         masks.append(torch.isinf(scores).cpu())
         ids = torch.cat([ids, torch.tensor([w[k] for w in words], device=device)[:, None]], 1)
@@ -158,6 +159,28 @@ def test_direct_calls_follow_the_word(constraint, device):
                                            [True, True, True]]
     # A finished row is not masked (generate writes PAD there).
     assert not masks[3][0].any()
+
+
+def test_processor_given_a_copy_of_input_ids_continues_the_word(constraint, device):
+    want = drive(WordConstraint(welt.Decoder.default(), backend=constraint.backend), device, WORDS)
+    got = drive(constraint, device, WORDS, copy_ids=True)
+    for a, b in zip(got, want):
+        assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_criteria_alone_new_call_with_a_bad_id_keeps_the_old_word(constraint, device):
+    c, crit = constraint, constraint.stopping_criteria
+    first = _ids([[ord("a")], [0xC3], [ord(" ")]], device)
+    assert crit(first, None).tolist() == [False, False, False]
+    bad = _ids([[ord("a")], [300], [ord("b")]], device)  # length 1 again: a new call
+    if c.active_backend == "cpu":
+        with pytest.raises(ValueError):
+            crit(bad, None)
+        # the old word goes on: "a " completes, "\xc3\xa9" does not, "  " never does
+        second = torch.cat([first, _ids([[ord(" ")], [0xA9], [ord(" ")]], device)], 1)
+        assert crit(second, None).tolist() == [True, False, False]
+    else:
+        assert crit(bad, None).tolist() == [False, True, False]
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])

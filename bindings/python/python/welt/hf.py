@@ -280,15 +280,16 @@ class WordConstraint:
             t = self._dev[key] = _DeviceTables(self._host, device, width)
         return t
 
-    def _start(self, input_ids: torch.Tensor, width: int | None, n0: int):
-        """A new word for input_ids' batch (nothing committed until it succeeds)."""
+    def _start(self, input_ids: torch.Tensor, width: int | None, n0: int, fresh: bool = False):
+        """A new word for input_ids' batch. `fresh`: a new WordBatch rather than resetting the
+        current one, so that the caller can restore the old word if what follows fails."""
         B = input_ids.shape[0]
         device = input_ids.device
         use_cpu = device.type == "cpu" and self.backend != "torch"
         if self.backend == "cpu" and device.type != "cpu":
             raise ValueError(f"welt: backend='cpu' needs CPU tensors, got input_ids on {device}")
         if use_cpu:
-            wb = self._wb if (self._mode == "cpu" and self._B == B) else None
+            wb = self._wb if (self._mode == "cpu" and self._B == B and not fresh) else None
             if wb is None:
                 from . import WordBatch
 
@@ -370,6 +371,9 @@ class WordConstraint:
                 self._wb.restart_finished()
             else:
                 self._state = torch.where(self._state == self._fin, self._tab.start, self._state)
+        elif not self._proc_drives and self._mode is not None and self._B == B and n == self._n:
+            # The criteria consumed this length already; generate passed a copy of input_ids.
+            self._ids = input_ids
         else:
             width = scores.shape[1]
             self._start(input_ids, width, n0=n)
@@ -393,7 +397,7 @@ class WordConstraint:
         # first token is the newest column.
         saved = self._snapshot()
         try:
-            self._start(input_ids, None, n0=n - 1)
+            self._start(input_ids, None, n0=n - 1, fresh=True)
             self._n = n - 1
             self._proc_drives = False
             return self._advance(input_ids)
