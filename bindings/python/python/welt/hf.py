@@ -371,7 +371,7 @@ class WordConstraint:
                 self._wb.restart_finished()
             else:
                 self._state = torch.where(self._state == self._fin, self._tab.start, self._state)
-        elif not self._proc_drives and self._mode is not None and self._B == B and n == self._n:
+        elif self._mode is not None and self._B == B and n == self._n and n > 0:
             # The criteria consumed this length already; generate passed a copy of input_ids.
             self._ids = input_ids
         else:
