@@ -9,9 +9,11 @@ use welt::Utf8Words;
 use welt_runtime::Decoder;
 
 /// `welt tables`.
-const TABLES_USAGE: &str = "    welt tables [TOKENIZER OPTIONS] [--emit rust|dot|stats|cuda|header] [-o FILE]
+const TABLES_USAGE: &str =
+    "    welt tables [TOKENIZER OPTIONS] [--emit rust|dot|stats|cuda|header|blob] [-o FILE]
         Generate a decoder's tables and print them as Rust source, a Graphviz DOT graph,
-        statistics (default), CUDA kernels with the tables, or the kernels' C ABI header.
+        statistics (default), CUDA kernels with the tables, the kernels' C ABI header, or the
+        raw table blob (binary; what the macro embeds and Python's Decoder.from_bytes reads).
         Default decoder: UTF-8 bytes, WeLT's word rule. -o FILE (--output) writes to what FILE
         names: a regular file is replaced atomically and keeps its mode; a symlink, a device
         or a pipe (/dev/stdout) is written through.
@@ -249,13 +251,18 @@ fn tables(mut parser: lexopt::Parser) -> Result<()> {
             _ => return Err(arg.unexpected().into()),
         }
     }
-    const EMITS: [&str; 5] = ["rust", "dot", "stats", "cuda", "header"];
+    const EMITS: [&str; 6] = ["rust", "dot", "stats", "cuda", "header", "blob"];
     // Checked before generating, which can take seconds for a large vocabulary.
     if !EMITS.contains(&emit.as_str()) {
-        return Err(format!("unknown --emit `{emit}`; expected rust, dot, stats, cuda or header").into());
+        return Err(
+            format!("unknown --emit `{emit}`; expected rust, dot, stats, cuda, header or blob").into(),
+        );
     }
     let spec = dec.spec()?;
     let tables = kernels_gen::generate(&spec)?;
+    if emit == "blob" {
+        return write_output(out, &tables.to_blob());
+    }
     let text = match emit.as_str() {
         "rust" => {
             let (name, doc) = match &dec.options.tokenizer {

@@ -2,8 +2,9 @@
 //! JSONL (exit 2, the line number on stderr, only the answers before it on stdout) and lines
 //! over its 1 MiB limit, reads stdin, and agrees with the terminal stop and the word length
 //! limit; `welt tables --emit rust|dot|stats`
-//! prints deterministic output that starts with the generated-file header, and `-o FILE`
-//! writes it; bad commands, flags and values fail with a clear message; `welt help` works.
+//! prints deterministic output that starts with the generated-file header, `--emit blob` the
+//! raw table blob, and `-o FILE` writes it; bad commands, flags and values fail with a clear
+//! message; `welt help` works.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -197,6 +198,56 @@ fn tables_prints_each_format_deterministically() {
 }
 
 #[test]
+fn tables_emits_the_raw_blob() {
+    // The default decoder's blob is the one compiled into welt-runtime, byte for byte.
+    let out = welt(&["tables", "--emit", "blob"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        out.stdout,
+        <welt_runtime::Utf8Words as welt_runtime::Decoder>::TABLES.as_bytes()
+    );
+    // A tokenizer with options: what the library generates from the same options, and a
+    // blob the runtime reads back; -o writes the same bytes.
+    let dir = scratch("blob");
+    let path = dir.join("t.blob");
+    let args = [
+        "tables",
+        "--tokenizer",
+        "tests/fixtures/sp_unigram.json",
+        "--max-word-len",
+        "7",
+        "--layout",
+        "classes",
+        "--emit",
+        "blob",
+    ];
+    let out = welt(&args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut opts = kernels_gen::DecoderOptions::default();
+    for (name, value) in [
+        ("tokenizer", "tests/fixtures/sp_unigram.json"),
+        ("max_word_len", "7"),
+        ("layout", "classes"),
+    ] {
+        opts.set(name, value).unwrap();
+    }
+    let lib = kernels_gen::generate(&opts.spec().unwrap()).unwrap().to_blob();
+    assert_eq!(out.stdout, lib);
+    let tables = welt_runtime::OwnedTables::from_bytes(out.stdout.clone()).unwrap();
+    assert_eq!(tables.as_tables().max_word_len(), 7);
+    assert!(tables.as_tables().token_classes().is_some());
+    let mut with_o = args.to_vec();
+    with_o.extend(["-o", path.to_str().unwrap()]);
+    let written = welt(&with_o);
+    assert!(
+        written.status.success() && written.stdout.is_empty(),
+        "{}",
+        text(&written.stderr)
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), out.stdout);
+}
+
+#[test]
 fn tables_writes_a_file_with_dash_o() {
     let dir = scratch("tables");
     for (emit, flag) in [("dot", "-o"), ("rust", "--output")] {
@@ -228,7 +279,10 @@ fn tables_writes_a_file_with_dash_o() {
 fn bad_commands_flags_and_values_fail_clearly() {
     assert_fails_with(
         &welt(&["tables", "--emit", "bogus"]),
-        &["unknown --emit `bogus`", "expected rust, dot, stats"],
+        &[
+            "unknown --emit `bogus`",
+            "expected rust, dot, stats, cuda, header or blob",
+        ],
         "--emit bogus",
     );
     assert_fails_with(

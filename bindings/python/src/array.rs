@@ -14,7 +14,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
-use pyo3::types::{PyCapsule, PyDict};
+use pyo3::types::{PyCapsule, PyDict, PyTuple};
 
 /// An element type the bindings read or write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,20 +85,29 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
 /// someone else.
 struct Torch {
     tensor: Py<PyAny>,
-    strided: Py<PyAny>,
     dtypes: Vec<(Py<PyAny>, DType)>,
 }
 
 static TORCH: GILOnceCell<Torch> = GILOnceCell::new();
+static SYS_MODULES: GILOnceCell<Py<PyAny>> = GILOnceCell::new();
 
 fn torch(py: Python<'_>) -> Option<&'static Torch> {
     if let Some(t) = TORCH.get(py) {
         return Some(t);
     }
-    let modules = py.import("sys").ok()?.getattr("modules").ok()?;
-    let torch = modules.downcast::<PyDict>().ok()?.get_item("torch").ok()??;
+    // `sys.modules` itself, looked up once: importing `sys` on every call costs a microsecond.
+    let modules = SYS_MODULES
+        .get_or_try_init(py, || -> PyResult<_> {
+            Ok(py.import("sys")?.getattr("modules")?.unbind())
+        })
+        .ok()?
+        .bind(py);
+    let torch = modules
+        .downcast::<PyDict>()
+        .ok()?
+        .get_item(intern!(py, "torch"))
+        .ok()??;
     let tensor = torch.getattr("Tensor").ok()?.unbind();
-    let strided = torch.getattr("strided").ok()?.unbind();
     let mut dtypes = Vec::new();
     for (name, dt) in [
         ("float32", DType::F32),
@@ -115,7 +124,7 @@ fn torch(py: Python<'_>) -> Option<&'static Torch> {
             dtypes.push((d.unbind(), dt));
         }
     }
-    let _ = TORCH.set(py, Torch { tensor, strided, dtypes });
+    let _ = TORCH.set(py, Torch { tensor, dtypes });
     TORCH.get(py)
 }
 
@@ -149,7 +158,7 @@ pub fn view<'py>(
             v.dtype.name()
         )));
     }
-    if v.ptr as usize % v.dtype.size() != 0 {
+    if !(v.ptr as usize).is_multiple_of(v.dtype.size()) {
         return Err(PyValueError::new_err(format!(
             "{what}'s data is not aligned for {} (address {:#x})",
             v.dtype.name(),
@@ -164,17 +173,20 @@ fn shape_strides(
     shape: &Bound<'_, PyAny>,
     strides: &Bound<'_, PyAny>,
 ) -> PyResult<(usize, [usize; 2], [isize; 2])> {
-    let shape: Vec<usize> = shape.extract()?;
-    let strides: Vec<isize> = strides.extract()?;
-    if shape.len() > 2 || strides.len() != shape.len() {
+    // torch.Size and the tuple of `stride()` are tuples.
+    let (shape, strides) = (shape.downcast::<PyTuple>()?, strides.downcast::<PyTuple>()?);
+    let n = shape.len();
+    if n > 2 || strides.len() != n {
         return Err(PyValueError::new_err(format!(
-            "{what} must have 1 or 2 dimensions, got shape {shape:?}"
+            "{what} must have 1 or 2 dimensions, got {n}"
         )));
     }
     let (mut s, mut st) = ([1usize; 2], [0isize; 2]);
-    s[..shape.len()].copy_from_slice(&shape);
-    st[..shape.len()].copy_from_slice(&strides);
-    Ok((shape.len(), s, st))
+    for i in 0..n {
+        s[i] = shape.get_item(i)?.extract()?;
+        st[i] = strides.get_item(i)?.extract()?;
+    }
+    Ok((n, s, st))
 }
 
 /// A torch tensor, through `is_cpu`, `dtype`, `shape`, `stride()` and `data_ptr()`: a few
@@ -199,24 +211,30 @@ fn torch_view<'py>(
             dt.str()?
         )));
     };
-    if access == Access::Write && obj.getattr(intern!(py, "requires_grad"))?.is_truthy()? {
+    // Only floating-point tensors can require grad.
+    let float = matches!(dtype, DType::F32 | DType::F16 | DType::BF16 | DType::F64);
+    if access == Access::Write && float && obj.getattr(intern!(py, "requires_grad"))?.is_truthy()? {
         return Err(PyValueError::new_err(format!(
             "{what} requires grad; welt writes it in place, so pass a tensor that does not (.detach() or torch.no_grad())"
         )));
     }
-    let layout = obj.getattr(intern!(py, "layout"))?;
-    if !layout.is(t.strided.bind(py)) {
-        return Err(PyTypeError::new_err(format!(
-            "{what} has layout {}; welt reads dense (strided) tensors",
-            layout.str()?
-        )));
-    }
-    let (ndim, shape, strides) = shape_strides(
-        what,
-        &obj.getattr(intern!(py, "shape"))?,
-        &obj.call_method0(intern!(py, "stride"))?,
-    )?;
-    let ptr: usize = obj.call_method0(intern!(py, "data_ptr"))?.extract()?;
+    // A tensor without strides or storage (sparse, mkldnn, ...) refuses `stride()` or
+    // `data_ptr()`: dense tensors only.
+    let not_dense = |_| {
+        let layout = obj
+            .getattr(intern!(py, "layout"))
+            .and_then(|l| l.str().map(|s| s.to_string()))
+            .unwrap_or_default();
+        PyTypeError::new_err(format!(
+            "{what} has layout {layout}; welt reads dense (strided) tensors"
+        ))
+    };
+    let strides = obj.call_method0(intern!(py, "stride")).map_err(not_dense)?;
+    let ptr: usize = obj
+        .call_method0(intern!(py, "data_ptr"))
+        .map_err(not_dense)?
+        .extract()?;
+    let (ndim, shape, strides) = shape_strides(what, &obj.getattr(intern!(py, "shape"))?, &strides)?;
     Ok(ArrayView {
         ptr: ptr as *mut u8,
         dtype,
@@ -300,7 +318,15 @@ fn dlpack_dtype_name(dt: DLDataType) -> String {
         6 => "bool",
         _ => "code",
     };
-    format!("{kind}{}{}", dt.bits, if dt.lanes == 1 { String::new() } else { format!("x{}", dt.lanes) })
+    format!(
+        "{kind}{}{}",
+        dt.bits,
+        if dt.lanes == 1 {
+            String::new()
+        } else {
+            format!("x{}", dt.lanes)
+        }
+    )
 }
 
 /// Anything with `__dlpack__` (numpy arrays, torch tensors, ...). The device is asked first
@@ -403,9 +429,8 @@ fn dlpack_view<'py>(obj: &Bound<'py, PyAny>, what: &str, access: Access) -> PyRe
         if t.shape.is_null() {
             return Err(not_array());
         }
-        for i in 0..ndim {
-            let s = *t.shape.add(i);
-            shape[i] = usize::try_from(s).map_err(|_| not_array())?;
+        for (i, s) in shape.iter_mut().enumerate().take(ndim) {
+            *s = usize::try_from(*t.shape.add(i)).map_err(|_| not_array())?;
         }
         if t.strides.is_null() {
             // Null strides: compact and row-major.
@@ -414,8 +439,8 @@ fn dlpack_view<'py>(obj: &Bound<'py, PyAny>, what: &str, access: Access) -> PyRe
                 strides[0] = shape[1] as isize;
             }
         } else {
-            for i in 0..ndim {
-                strides[i] = isize::try_from(*t.strides.add(i)).map_err(|_| not_array())?;
+            for (i, s) in strides.iter_mut().enumerate().take(ndim) {
+                *s = isize::try_from(*t.strides.add(i)).map_err(|_| not_array())?;
             }
         }
     }
@@ -561,7 +586,10 @@ impl ArrayView<'_> {
         let n: usize = self.shape[..self.ndim].iter().product();
         let contiguous = match self.ndim {
             1 => self.strides[0] == 1 || n <= 1,
-            _ => (self.strides[1] == 1 || self.shape[1] <= 1) && (self.strides[0] as usize == self.shape[1] || self.shape[0] <= 1),
+            _ => {
+                (self.strides[1] == 1 || self.shape[1] <= 1)
+                    && (self.strides[0] as usize == self.shape[1] || self.shape[0] <= 1)
+            }
         };
         if !contiguous || n * self.dtype.size() != src.len() {
             return Err(pyo3::exceptions::PyRuntimeError::new_err(
@@ -588,9 +616,15 @@ pub fn numpy_from_bytes<'py>(
     let empty = NUMPY_EMPTY.get_or_try_init(py, || -> PyResult<_> {
         Ok(py.import("numpy")?.getattr("empty")?.unbind())
     })?;
-    let shape = pyo3::types::PyTuple::new(py, shape)?;
+    let shape = PyTuple::new(py, shape)?;
     let a = empty.bind(py).call1((shape, dtype.name()))?;
-    view(&a, "a new array", a.getattr("ndim")?.extract()?, &[dtype], Access::Write)?
-        .fill_contiguous(bytes)?;
+    view(
+        &a,
+        "a new array",
+        a.getattr("ndim")?.extract()?,
+        &[dtype],
+        Access::Write,
+    )?
+    .fill_contiguous(bytes)?;
     Ok(a)
 }

@@ -101,21 +101,28 @@ impl WordBatch {
             let decoder = decoder.downcast::<Decoder>().map_err(|_| {
                 PyTypeError::new_err(format!(
                     "WordBatch needs a welt.Decoder, got {}",
-                    decoder.get_type().fully_qualified_name().map(|n| n.to_string()).unwrap_or_default()
+                    decoder
+                        .get_type()
+                        .fully_qualified_name()
+                        .map(|n| n.to_string())
+                        .unwrap_or_default()
                 ))
             })?;
             let rows = nonneg("rows", rows)?;
             let tables = decoder.get().tables.clone();
-            let mut cell = BatchCell::try_new(tables, |t| Batch::new(t.as_tables(), rows)).map_err(runtime_err)?;
+            let mut cell =
+                BatchCell::try_new(tables, |t| Batch::new(t.as_tables(), rows)).map_err(runtime_err)?;
             if let Some(n) = max_word_len {
-                let n = u32::try_from(n)
-                    .map_err(|_| PyValueError::new_err(format!("max_word_len must be in 1..=4294967295, got {n}")))?;
-                cell.with_dependent_mut(|_, b| b.set_max_word_len(n)).map_err(runtime_err)?;
+                let n = u32::try_from(n).map_err(|_| {
+                    PyValueError::new_err(format!("max_word_len must be in 1..=4294967295, got {n}"))
+                })?;
+                cell.with_dependent_mut(|_, b| b.set_max_word_len(n))
+                    .map_err(runtime_err)?;
             }
             let mut tokens = Vec::new();
-            tokens
-                .try_reserve_exact(rows)
-                .map_err(|_| PyValueError::new_err(format!("a batch of {rows} rows does not fit in memory")))?;
+            tokens.try_reserve_exact(rows).map_err(|_| {
+                PyValueError::new_err(format!("a batch of {rows} rows does not fit in memory"))
+            })?;
             tokens.resize(rows, 0);
             Ok(WordBatch {
                 cell,
@@ -134,12 +141,18 @@ impl WordBatch {
             let b = self.batch();
             let (rows, vocab) = (b.batch_size(), b.tables().vocab_size());
             let r = match v.dtype {
-                DType::F32 => v.with_rows_mut::<f32, _>("logits", rows, vocab, |l, s| b.apply_mask_strided(l, s)),
-                DType::F16 => v.with_rows_mut::<half::f16, _>("logits", rows, vocab, |l, s| b.apply_mask_strided(l, s)),
+                DType::F32 => {
+                    v.with_rows_mut::<f32, _>("logits", rows, vocab, |l, s| b.apply_mask_strided(l, s))
+                }
+                DType::F16 => {
+                    v.with_rows_mut::<half::f16, _>("logits", rows, vocab, |l, s| b.apply_mask_strided(l, s))
+                }
                 DType::BF16 => {
                     v.with_rows_mut::<half::bf16, _>("logits", rows, vocab, |l, s| b.apply_mask_strided(l, s))
                 }
-                DType::F64 => v.with_rows_mut::<f64, _>("logits", rows, vocab, |l, s| b.apply_mask_strided(l, s)),
+                DType::F64 => {
+                    v.with_rows_mut::<f64, _>("logits", rows, vocab, |l, s| b.apply_mask_strided(l, s))
+                }
                 _ => unreachable!("view checked the dtype"),
             }?;
             r.map_err(runtime_err)
@@ -154,7 +167,11 @@ impl WordBatch {
         guard(|| {
             self.read_tokens(tokens, "tokens")?;
             self.advance_tokens()?;
-            let taken: Vec<u8> = self.tokens.iter().flat_map(|&t| i64::from(t).to_ne_bytes()).collect();
+            let taken: Vec<u8> = self
+                .tokens
+                .iter()
+                .flat_map(|&t| i64::from(t).to_ne_bytes())
+                .collect();
             numpy_from_bytes(py, DType::I64, &[self.tokens.len()], &taken)
         })
     }
@@ -194,13 +211,23 @@ impl WordBatch {
     /// Per row: tokens in the current word (prefix included). A numpy int64 copy.
     #[getter]
     fn lengths<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let b: Vec<u8> = self.batch().lengths().iter().flat_map(|&l| i64::from(l).to_ne_bytes()).collect();
+        let b: Vec<u8> = self
+            .batch()
+            .lengths()
+            .iter()
+            .flat_map(|&l| i64::from(l).to_ne_bytes())
+            .collect();
         numpy_from_bytes(py, DType::I64, &[self.rows()], &b)
     }
     /// Per row: the automaton state. A numpy uint16 copy.
     #[getter]
     fn states<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let b: Vec<u8> = self.batch().states().iter().flat_map(|&s| s.to_ne_bytes()).collect();
+        let b: Vec<u8> = self
+            .batch()
+            .states()
+            .iter()
+            .flat_map(|&s| s.to_ne_bytes())
+            .collect();
         numpy_from_bytes(py, DType::U16, &[self.rows()], &b)
     }
     /// Number of rows still running.
@@ -224,8 +251,9 @@ impl WordBatch {
     #[setter]
     fn set_max_word_len(&mut self, n: i64) -> PyResult<()> {
         guard(|| {
-            let n = u32::try_from(n)
-                .map_err(|_| PyValueError::new_err(format!("max_word_len must be in 1..=4294967295, got {n}")))?;
+            let n = u32::try_from(n).map_err(|_| {
+                PyValueError::new_err(format!("max_word_len must be in 1..=4294967295, got {n}"))
+            })?;
             self.with_mut(|b| b.set_max_word_len(n)).map_err(runtime_err)
         })
     }
@@ -256,8 +284,9 @@ impl WordBatch {
                 .iter()
                 .enumerate()
                 .map(|(i, &t)| {
-                    u32::try_from(t)
-                        .map_err(|_| PyValueError::new_err(format!("prefix: token {t} at {i} is not a token id")))
+                    u32::try_from(t).map_err(|_| {
+                        PyValueError::new_err(format!("prefix: token {t} at {i} is not a token id"))
+                    })
                 })
                 .collect::<PyResult<Vec<u32>>>()?;
             self.with_mut(|b| b.set_prefix(row, &prefix)).map_err(runtime_err)
@@ -292,8 +321,7 @@ impl WordBatch {
 /// A row index; negative counts from the end, as Python's do.
 fn row_index(row: i64, rows: usize) -> PyResult<usize> {
     let r = if row < 0 { row + rows as i64 } else { row };
-    usize::try_from(r)
-        .ok()
-        .filter(|&r| r < rows)
-        .ok_or_else(|| pyo3::exceptions::PyIndexError::new_err(format!("row {row} is past the batch of {rows} rows")))
+    usize::try_from(r).ok().filter(|&r| r < rows).ok_or_else(|| {
+        pyo3::exceptions::PyIndexError::new_err(format!("row {row} is past the batch of {rows} rows"))
+    })
 }

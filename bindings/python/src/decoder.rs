@@ -50,7 +50,9 @@ fn source(obj: &Bound<'_, PyAny>) -> PyResult<Source> {
             .import("os")?
             .call_method1("fspath", (obj,))?
             .extract()
-            .map_err(|_| PyTypeError::new_err("the tokenizer path must be a str path (bytes paths are not supported)"))?;
+            .map_err(|_| {
+                PyTypeError::new_err("the tokenizer path must be a str path (bytes paths are not supported)")
+            })?;
         return Ok(Source::Path(path));
     }
     let kind = obj
@@ -75,33 +77,39 @@ fn source(obj: &Bound<'_, PyAny>) -> PyResult<Source> {
         )));
     };
     let json = inner.call_method0("to_str")?;
-    let json: String = json.extract().map_err(|_| {
-        PyTypeError::new_err(format!("{kind}.to_str() did not return a str"))
-    })?;
+    let json: String = json
+        .extract()
+        .map_err(|_| PyTypeError::new_err(format!("{kind}.to_str() did not return a str")))?;
     Ok(Source::Json(kind, json))
 }
 
 impl Decoder {
-    fn generate(py: Python<'_>, options: kernels_gen::DecoderOptions, json: Option<(String, String)>) -> PyResult<Decoder> {
+    fn generate(
+        py: Python<'_>,
+        options: kernels_gen::DecoderOptions,
+        json: Option<(String, String)>,
+    ) -> PyResult<Decoder> {
         let errors = options.validate();
         if !errors.is_empty() {
             let msgs: Vec<String> = errors.iter().map(|e| gen_err(e).to_string()).collect();
             return Err(PyValueError::new_err(msgs.join("; ")));
         }
         // Generation can take seconds for a large vocabulary: other Python threads run meanwhile.
-        let built = py.allow_threads(move || -> Result<(kernels_gen::Tables, String), kernels_gen::Error> {
-            let spec = match json {
-                None => options.spec()?,
-                Some((label, json)) => kernels_gen::DecoderSpec {
-                    vocab: kernels_gen::tokenizer::load_str(&label, &json, &options)?,
-                    rule: options.rule(),
-                    max_word_len: options.max_word_len,
-                    layout: options.layout,
-                },
-            };
-            let tables = kernels_gen::generate(&spec)?;
-            Ok((tables, spec.vocab.roles()))
-        });
+        let built = py.allow_threads(
+            move || -> Result<(kernels_gen::Tables, String), kernels_gen::Error> {
+                let spec = match json {
+                    None => options.spec()?,
+                    Some((label, json)) => kernels_gen::DecoderSpec {
+                        vocab: kernels_gen::tokenizer::load_str(&label, &json, &options)?,
+                        rule: options.rule(),
+                        max_word_len: options.max_word_len,
+                        layout: options.layout,
+                    },
+                };
+                let tables = kernels_gen::generate(&spec)?;
+                Ok((tables, spec.vocab.roles()))
+            },
+        );
         let (tables, roles) = built.map_err(|e| gen_err(&e))?;
         let owned = OwnedTables::from_bytes(tables.to_blob()).map_err(runtime_err)?;
         Ok(Decoder {
@@ -115,7 +123,9 @@ fn max_word_len_option(options: &mut kernels_gen::DecoderOptions, n: &Bound<'_, 
     let n: i64 = n
         .extract()
         .map_err(|_| PyTypeError::new_err("max_word_len must be an int"))?;
-    options.set("max_word_len", &n.to_string()).map_err(|e| gen_err(&e))
+    options
+        .set("max_word_len", &n.to_string())
+        .map_err(|e| gen_err(&e))
 }
 
 #[pymethods]
@@ -267,7 +277,10 @@ impl Decoder {
         match &self.generated {
             Some(g) => {
                 let s = g.tables.stats();
-                d.set_item("byte_states_before_minimization", s.byte_states_before_minimization)?;
+                d.set_item(
+                    "byte_states_before_minimization",
+                    s.byte_states_before_minimization,
+                )?;
                 d.set_item("byte_states", s.byte_states)?;
                 d.set_item("byte_classes", s.byte_classes)?;
                 d.set_item("states", s.states)?;
@@ -315,7 +328,9 @@ impl Decoder {
         guard(|| {
             let t = self.tables.as_tables();
             let (n, v) = (t.num_states(), t.vocab_size());
-            let cells = n.checked_mul(v).ok_or_else(|| PyValueError::new_err("tables too large"))?;
+            let cells = n
+                .checked_mul(v)
+                .ok_or_else(|| PyValueError::new_err("tables too large"))?;
             let mut next = Vec::new();
             next.try_reserve_exact(cells * 2)
                 .map_err(|_| pyo3::exceptions::PyMemoryError::new_err("tables too large for memory"))?;
