@@ -38,16 +38,19 @@ pub(super) struct Lean<'a> {
     pub(super) listed: Vec<(String, u64)>,
     /// The model's tokens and ids (the last of two equal tokens).
     vocab: Vec<(Cow<'a, str>, u32)>,
-    by_token: HashMap<Cow<'a, str>, u32, BuildHasherDefault<StrHasher>>,
-    /// The model's token of each id (by index; `None` past the model's ids), where ids are
-    /// dense enough to index; else looked up in `vocab`.
+    by_token: TokenMap<'a>,
+    /// The index in `vocab` of each id's token, where ids are below [`super::MAX_TOKEN_IDS`];
+    /// else ids are looked up in `vocab`.
     by_id: Option<Vec<Option<u32>>>,
     /// Added tokens by id (content, special), as `AddedVocabulary` holds them.
-    added: HashMap<u32, AddedToken>,
+    added: HashMap<u32, AddedToken, BuildHasherDefault<StrHasher>>,
     added_by_content: HashMap<String, u32>,
     /// The normalized form of normalized added tokens, where it differs.
     normalized: HashMap<u32, String>,
 }
+
+/// The model's tokens to ids.
+type TokenMap<'a> = HashMap<Cow<'a, str>, u32, BuildHasherDefault<StrHasher>>;
 
 /// What a borrowed string field holds: borrowed where the JSON has no escapes.
 struct Str<'a>(Cow<'a, str>);
@@ -396,27 +399,43 @@ pub(super) fn read(json: &str) -> Option<Lean<'_>> {
             serde_json::from_str(raw.get()).ok()?
         }
     };
-    let (model, vocab) = match file.model {
+    let (model, vocab, by_token) = match file.model {
         Model::Bpe {
             prefix,
             vocab,
             merges,
         } => {
-            let vocab = last_of_equal(vocab.0);
-            check_merges(&vocab, merges, prefix.as_deref())?;
-            ("BPE", vocab)
+            // A JSON object read into a map keeps the last value of a key.
+            let mut by_token = TokenMap::default();
+            by_token.reserve(vocab.0.len());
+            for (t, id) in &vocab.0 {
+                by_token.insert(t.clone(), *id);
+            }
+            check_merges(&by_token, merges, prefix.as_deref())?;
+            let vocab = if by_token.len() == vocab.0.len() {
+                vocab.0
+            } else {
+                by_token.iter().map(|(t, id)| (t.clone(), *id)).collect()
+            };
+            ("BPE", vocab, by_token)
         }
         Model::Unigram { unk_id, vocab } => {
             let n = vocab.len();
             if unk_id.is_some_and(|unk| n == 0 || unk >= n) || n > u32::MAX as usize {
                 return None;
             }
-            let pieces = vocab
+            let pieces: Vec<(Cow<'_, str>, u32)> = vocab
                 .into_iter()
                 .enumerate()
                 .map(|(id, (p, _))| (p.0, id as u32))
                 .collect();
-            ("Unigram", pieces)
+            // The model's map keeps the last id of a piece.
+            let mut by_token = TokenMap::default();
+            by_token.reserve(pieces.len());
+            for (t, id) in &pieces {
+                by_token.insert(t.clone(), *id);
+            }
+            ("Unigram", pieces, by_token)
         }
     };
     let mut lean = Lean {
@@ -428,9 +447,9 @@ pub(super) fn read(json: &str) -> Option<Lean<'_>> {
             .map(|a| (a.token.content.clone(), u64::from(a.id)))
             .collect(),
         vocab,
-        by_token: HashMap::default(),
+        by_token,
         by_id: None,
-        added: HashMap::new(),
+        added: HashMap::default(),
         added_by_content: HashMap::new(),
         normalized: HashMap::new(),
     };
@@ -442,40 +461,9 @@ pub(super) fn read(json: &str) -> Option<Lean<'_>> {
     Some(lean)
 }
 
-/// The model's vocabulary with the last of two equal tokens kept (a JSON object read into a
-/// map keeps the last value of a key).
-fn last_of_equal(pairs: Vec<(Cow<'_, str>, u32)>) -> Vec<(Cow<'_, str>, u32)> {
-    let mut seen: HashMap<&str, usize, BuildHasherDefault<StrHasher>> = HashMap::default();
-    seen.reserve(pairs.len());
-    let mut dup = false;
-    for (i, (t, _)) in pairs.iter().enumerate() {
-        dup |= seen.insert(t.as_ref(), i).is_some();
-    }
-    if !dup {
-        return pairs;
-    }
-    let keep: Vec<bool> = {
-        let mut keep = vec![false; pairs.len()];
-        for &i in seen.values() {
-            keep[i] = true;
-        }
-        keep
-    };
-    pairs
-        .into_iter()
-        .zip(keep)
-        .filter_map(|(p, k)| k.then_some(p))
-        .collect()
-}
-
 /// The BPE builder's checks: each merge's parts, and their concatenation (the second part
 /// without the continuing-subword prefix), are tokens. `None` where one is not.
-fn check_merges(vocab: &[(Cow<'_, str>, u32)], merges: Merges<'_>, prefix: Option<&str>) -> Option<()> {
-    let mut known: HashMap<&str, (), BuildHasherDefault<StrHasher>> = HashMap::default();
-    known.reserve(vocab.len());
-    for (t, _) in vocab {
-        known.insert(t.as_ref(), ());
-    }
+fn check_merges(known: &TokenMap<'_>, merges: Merges<'_>, prefix: Option<&str>) -> Option<()> {
     let prefix_len = prefix.map_or(0, str::len);
     let mut buf = String::new();
     let mut check = |a: &str, b: &str| -> Option<()> {
@@ -508,17 +496,10 @@ fn check_merges(vocab: &[(Cow<'_, str>, u32)], merges: Merges<'_>, prefix: Optio
 
 impl<'a> Lean<'a> {
     fn index(&mut self) {
-        let mut by_token: HashMap<Cow<'a, str>, u32, BuildHasherDefault<StrHasher>> = HashMap::default();
-        by_token.reserve(self.vocab.len());
-        let mut max = 0;
-        for (t, id) in &self.vocab {
-            by_token.insert(t.clone(), *id);
-            max = max.max(*id);
-        }
-        self.by_token = by_token;
-        // Ids are dense in real files; a sparse id space is looked up by search instead of
-        // allocating for every id.
-        if (max as usize) < 2 * self.vocab.len() + 1024 {
+        let max = self.vocab.iter().map(|&(_, id)| id).max().unwrap_or(0);
+        // The loader refuses ids from MAX_TOKEN_IDS on (and then asks for one token, the
+        // largest, by search); below, it allocates for every id anyway.
+        if max < super::MAX_TOKEN_IDS {
             let mut by_id = vec![None; max as usize + 1];
             for (i, (_, id)) in self.vocab.iter().enumerate() {
                 by_id[*id as usize] = Some(i as u32);
@@ -583,6 +564,18 @@ impl<'a> Lean<'a> {
             }
             self.added_by_content.insert(token.content.clone(), new_id);
             self.added.insert(new_id, token);
+        }
+        // The crate then builds one matcher over the normalized tokens' patterns and one over
+        // the others'; its builder refuses an empty or repeated pattern.
+        let mut patterns: [std::collections::HashSet<&str>; 2] = Default::default();
+        for (id, t) in &self.added {
+            let pattern = match (t.normalized, self.normalized.get(id)) {
+                (true, Some(n)) => n.as_str(),
+                _ => t.content.as_str(),
+            };
+            if pattern.is_empty() || !patterns[usize::from(t.normalized)].insert(pattern) {
+                return None;
+            }
         }
         Some(())
     }

@@ -533,6 +533,21 @@ mod tests {
                 }),
             ),
             (
+                "two added tokens normalized alike",
+                Box::new(|v| {
+                    v["normalizer"] = serde_json::json!({"type": "Replace", "pattern": {"String": " "}, "content": "\u{2581}"});
+                    for (id, c) in [(1000, "a b"), (1001, "a\u{2581}b")] {
+                        v["added_tokens"].as_array_mut().unwrap().push(serde_json::json!({
+                            "id": id, "content": c, "single_word": false, "lstrip": false,
+                            "rstrip": false, "normalized": true, "special": false}));
+                    }
+                }),
+            ),
+            (
+                "an added token listed with another id",
+                Box::new(|v| v["added_tokens"][0]["id"] = 7.into()),
+            ),
+            (
                 "added token twice",
                 Box::new(|v| {
                     let a = v["added_tokens"][0].clone();
