@@ -359,13 +359,21 @@ impl<'de> Deserialize<'de> for Merges<'de> {
     }
 }
 
-/// FNV-1a over 8-byte words: std's SipHash dominates lookups in an unoptimized build.
+/// FNV-1a over 8-byte words, then a finalizer: std's SipHash dominates lookups in an
+/// unoptimized build.
 #[derive(Default)]
 pub(super) struct StrHasher(u64);
 
 impl Hasher for StrHasher {
     fn finish(&self) -> u64 {
-        self.0
+        // The table takes its tag from the top bits: mix every input bit into them
+        // (MurmurHash3's finalizer), or short tokens collide in the tag and are compared.
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
     }
     fn write(&mut self, bytes: &[u8]) {
         let mut h = self.0 ^ 0xcbf2_9ce4_8422_2325;
