@@ -95,10 +95,10 @@ impl Tables {
             .map(|i| welt_format::entry(token.classes.next[i] as u16, token.classes.stop[i]))
             .collect();
         let mut masks = vec![0u64; n * w];
-        for s in 0..n {
+        for (row, mask) in entries.chunks_exact(c).zip(masks.chunks_exact_mut(w)) {
             for (t, &cl) in token.class_of.iter().enumerate() {
-                if entries[s * c + cl as usize] != 0 {
-                    masks[s * w + t / 64] |= 1 << (t % 64);
+                if row[cl as usize] != 0 {
+                    mask[t / 64] |= 1 << (t % 64);
                 }
             }
         }
@@ -193,10 +193,14 @@ impl Tables {
                     ));
                 }
             }
+            // An entry is (0, no stop) iff it is 0; indexing directly keeps this loop over
+            // every (state, token) cheap where it runs unoptimized (a proc macro).
+            let row = &self.entries[s * c..(s + 1) * c];
+            let mask = &self.masks[s * w..(s + 1) * w];
             let mut any = false;
-            for t in 0..v as u32 {
-                let allowed = self.allows(s as u16, t);
-                if allowed != (self.step(s as u16, t) != (0, false)) {
+            for (t, &k) in self.class_of.iter().enumerate() {
+                let allowed = mask[t / 64] >> (t % 64) & 1 == 1;
+                if allowed != (row[k as usize] != 0) {
                     return bad(format!("state {s} token {t}: mask and entry disagree"));
                 }
                 any |= allowed;

@@ -86,6 +86,7 @@ fn cuda(tables: &Tables) -> String {
 }
 
 /// Everything of the CUDA source before the kernels: the part that depends on the decoder.
+#[cfg(feature = "tokenizers")]
 fn cuda_decoder_part(tables: &Tables) -> String {
     let src = cuda(tables);
     src[..src.find("/* ---- table access ---- */").unwrap()].to_string()

@@ -1,6 +1,7 @@
 //! A tokenizer's decoder as a list of steps, and the bytes each step leaves of one token (see
 //! the parent module's doc for what each decoder means for a word).
 
+#[cfg(test)]
 use std::collections::HashMap;
 
 use serde_json::Value;
@@ -312,6 +313,7 @@ pub(crate) fn gpt2_alphabet() -> [char; 256] {
     out
 }
 
+#[cfg(test)]
 fn byte_level_alphabet() -> HashMap<char, u8> {
     gpt2_alphabet()
         .iter()
@@ -321,10 +323,21 @@ fn byte_level_alphabet() -> HashMap<char, u8> {
 }
 
 fn byte_level_decode(token: &str) -> Option<Vec<u8>> {
-    thread_local! {
-        static ALPHABET: HashMap<char, u8> = byte_level_alphabet();
+    // The alphabet's characters are all below U+0144: a table indexed by character, since
+    // hashing each character costs more than the rest of reading a vocabulary unoptimized.
+    static BYTE_OF: std::sync::OnceLock<[Option<u8>; 0x144]> = std::sync::OnceLock::new();
+    let byte_of = BYTE_OF.get_or_init(|| {
+        let mut t = [None; 0x144];
+        for (b, &c) in gpt2_alphabet().iter().enumerate() {
+            t[c as usize] = Some(b as u8);
+        }
+        t
+    });
+    let mut out = Vec::with_capacity(token.len());
+    for c in token.chars() {
+        out.push(byte_of.get(c as usize).copied().flatten()?);
     }
-    ALPHABET.with(|a| token.chars().map(|c| a.get(&c).copied()).collect())
+    Some(out)
 }
 
 #[cfg(test)]

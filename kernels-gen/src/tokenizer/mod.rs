@@ -47,9 +47,11 @@
 //! are errors.
 
 mod decoder;
+mod lean;
 mod roles;
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::str::FromStr;
 
@@ -102,11 +104,23 @@ pub fn load_file(path: &Path, opts: &DecoderOptions) -> Result<Vocabulary, Error
 /// Builds the vocabulary of a `tokenizer.json` given as text; `label` names it in generated
 /// file headers. Uses the EOS, PAD and stop tokens of `opts`.
 pub fn load_str(label: &str, json: &str, opts: &DecoderOptions) -> Result<Vocabulary, Error> {
-    let (mut rest, mut first, tk, model, plan) = read(json).map_err(|e| e.about(Subject::Tokenizer))?;
-    let roles::Roles { eos, pad, note } = roles::choose(&tk, opts)?;
+    load(label, json, opts, true)
+}
+
+/// [`load_str`], through the lean reader where `lean` (else always the `tokenizers` crate).
+fn load(label: &str, json: &str, opts: &DecoderOptions, lean: bool) -> Result<Vocabulary, Error> {
+    let Read {
+        mut rest,
+        mut first,
+        names,
+        model,
+        plan,
+    } = read(json, lean).map_err(|e| e.about(Subject::Tokenizer))?;
+    let names = names.as_ref();
+    let roles::Roles { eos, pad, note } = roles::choose(names, opts)?;
     // EOS ends the word and is allowed at every character boundary, as a special token is: its
     // own text is not part of the word even where the file does not mark it special.
-    let content = tk.id_to_token(eos).unwrap_or_default();
+    let content = names.id_to_token(eos).map(Cow::into_owned).unwrap_or_default();
     rest[eos as usize] = Token::Special(content.clone());
     first[eos as usize] = Token::Special(content);
     let label = format!("{label} ({model}, decoder: {})", plan.describe());
@@ -114,16 +128,71 @@ pub fn load_str(label: &str, json: &str, opts: &DecoderOptions) -> Result<Vocabu
     vocab.set_first_tokens(first)?;
     vocab.forbid_chars(plan.forbidden.iter().copied());
     for (i, name) in opts.stop_tokens.iter().enumerate() {
-        vocab.add_stop_token(roles::id_of(&tk, "stop", name, Subject::StopToken(i))?)?;
+        vocab.add_stop_token(roles::id_of(names, "stop", name, Subject::StopToken(i))?)?;
     }
     vocab.set_roles_note(note);
     Ok(vocab)
 }
 
-type Read = (Vec<Token>, Vec<Token>, Tokenizer, &'static str, Plan);
+/// What the loader asks of a tokenizer, answered as the `tokenizers` crate answers it: by a
+/// `Tokenizer`, or by the lean reader (see [`lean`]).
+pub(super) trait Names {
+    /// `Tokenizer::token_to_id`.
+    fn token_to_id(&self, token: &str) -> Option<u32>;
+    /// `Tokenizer::id_to_token`.
+    fn id_to_token(&self, id: u32) -> Option<Cow<'_, str>>;
+    /// `Tokenizer::get_vocab(false)`, in any order.
+    fn model_vocab(&self) -> Vec<(Cow<'_, str>, u32)>;
+    /// `Tokenizer::get_added_tokens_decoder`: id, content, special; in any order.
+    fn added(&self) -> Vec<(u32, String, bool)>;
+    /// The added token with this id: content, special.
+    fn added_at(&self, id: u32) -> Option<(&str, bool)>;
+}
 
-/// Parses the file and maps every token id to its bytes (elsewhere, and as a first token).
-fn read(json: &str) -> Result<Read, Error> {
+/// A `Tokenizer`, with its added tokens by id.
+struct Full {
+    tk: Tokenizer,
+    added: HashMap<u32, (String, bool)>,
+}
+
+impl Names for Full {
+    fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.tk.token_to_id(token)
+    }
+    fn id_to_token(&self, id: u32) -> Option<Cow<'_, str>> {
+        self.tk.id_to_token(id).map(Cow::Owned)
+    }
+    fn model_vocab(&self) -> Vec<(Cow<'_, str>, u32)> {
+        self.tk
+            .get_vocab(false)
+            .into_iter()
+            .map(|(t, id)| (Cow::Owned(t), id))
+            .collect()
+    }
+    fn added(&self) -> Vec<(u32, String, bool)> {
+        self.added
+            .iter()
+            .map(|(&id, (c, s))| (id, c.clone(), *s))
+            .collect()
+    }
+    fn added_at(&self, id: u32) -> Option<(&str, bool)> {
+        self.added.get(&id).map(|(c, s)| (c.as_str(), *s))
+    }
+}
+
+struct Read<'a> {
+    rest: Vec<Token>,
+    first: Vec<Token>,
+    names: Box<dyn Names + 'a>,
+    model: &'static str,
+    plan: Plan,
+}
+
+/// The `tokenizers` crate's reading of a file: the tokenizer, its model's name, the decoder
+/// section and the added tokens as listed (content, id).
+type Parsed = (Full, &'static str, Value, Vec<(String, Option<u64>)>);
+
+fn parse_full(json: &str) -> Result<Parsed, Error> {
     let value: Value = serde_json::from_str(json).map_err(|e| Error::new(format!("not JSON: {e}")))?;
     let tk = Tokenizer::from_str(json).map_err(|e| {
         Error::new(format!(
@@ -136,17 +205,51 @@ fn read(json: &str) -> Result<Read, Error> {
         ModelWrapper::WordPiece(_) => return Err(unsupported_model("WordPiece")),
         ModelWrapper::WordLevel(_) => return Err(unsupported_model("WordLevel")),
     };
-    let plan = Plan::from_json(value.get("decoder").unwrap_or(&Value::Null))?;
-    let v = id_space(&value, &tk)?;
+    let listed = value
+        .get("added_tokens")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|a| {
+            (
+                a.get("content").and_then(Value::as_str).unwrap_or("").to_string(),
+                a.get("id").and_then(Value::as_u64),
+            )
+        })
+        .collect();
+    let decoder = value.get("decoder").cloned().unwrap_or(Value::Null);
+    let added = tk
+        .get_added_tokens_decoder()
+        .into_iter()
+        .map(|(id, a)| (id, (a.content, a.special)))
+        .collect();
+    Ok((Full { tk, added }, model, decoder, listed))
+}
 
-    let added = tk.get_added_tokens_decoder();
+/// Parses the file and maps every token id to its bytes (elsewhere, and as a first token).
+fn read(json: &str, lean: bool) -> Result<Read<'_>, Error> {
+    let lean = if lean { lean::read(json) } else { None };
+    let (names, model, decoder, listed): (Box<dyn Names + '_>, _, _, _) = match lean {
+        Some(l) => {
+            let listed = l.listed.iter().map(|(c, id)| (c.clone(), Some(*id))).collect();
+            let (model, decoder) = (l.model, l.decoder.clone());
+            (Box::new(l), model, decoder, listed)
+        }
+        None => {
+            let (full, model, decoder, listed) = parse_full(json)?;
+            (Box::new(full), model, decoder, listed)
+        }
+    };
+    let plan = Plan::from_json(&decoder)?;
+    let v = id_space(&listed, names.as_ref())?;
+
     let mut rest = Vec::with_capacity(v);
     let mut first = Vec::with_capacity(v);
     for id in 0..v as u32 {
-        match (added.get(&id), tk.id_to_token(id)) {
-            (Some(a), _) if a.special => {
-                rest.push(Token::Special(a.content.clone()));
-                first.push(Token::Special(a.content.clone()));
+        match (names.added_at(id), names.id_to_token(id)) {
+            (Some((content, true)), _) => {
+                rest.push(Token::Special(content.to_string()));
+                first.push(Token::Special(content.to_string()));
             }
             (_, Some(text)) => {
                 // Elsewhere than first a token is never cut short (only first tokens are).
@@ -164,7 +267,13 @@ fn read(json: &str) -> Result<Read, Error> {
         }
     }
 
-    Ok((rest, first, tk, model, plan))
+    Ok(Read {
+        rest,
+        first,
+        names,
+        model,
+        plan,
+    })
 }
 
 /// The number of token ids, `max id + 1`, after checking that no two model tokens share an id
@@ -172,12 +281,38 @@ fn read(json: &str) -> Result<Read, Error> {
 /// every added token has the id the file gives it (the crate gives an added token that is not
 /// a model token the next free id, whatever the file says), and that the id space is within
 /// [`MAX_TOKEN_IDS`].
-fn id_space(value: &Value, tk: &Tokenizer) -> Result<usize, Error> {
-    let mut by_id: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-    for (token, id) in tk.get_vocab(false) {
-        by_id.entry(id).or_default().push(token);
+fn id_space(listed: &[(String, Option<u64>)], names: &dyn Names) -> Result<usize, Error> {
+    let vocab = names.model_vocab();
+    let max_model = vocab.iter().map(|&(_, id)| id).max();
+    // The model token of each id, and the smallest id two model tokens share: indexed by id
+    // where the id space is within bounds (a file beyond it is refused below), else in a map.
+    let mut at: Vec<u32> = Vec::new();
+    let mut by_id: BTreeMap<u32, usize> = BTreeMap::new();
+    let mut shared: Option<u32> = None;
+    let dense = max_model.is_some_and(|m| m < MAX_TOKEN_IDS);
+    if dense {
+        at = vec![u32::MAX; max_model.map_or(0, |m| m as usize + 1)];
     }
-    if let Some((id, tokens)) = by_id.iter_mut().find(|(_, t)| t.len() > 1) {
+    for (i, &(_, id)) in vocab.iter().enumerate() {
+        let slot = if dense {
+            &mut at[id as usize]
+        } else {
+            let e = by_id.entry(id).or_insert(u32::MAX as usize);
+            if *e == u32::MAX as usize {
+                *e = i;
+                continue;
+            }
+            shared = Some(shared.map_or(id, |s| s.min(id)));
+            continue;
+        };
+        if *slot == u32::MAX {
+            *slot = i as u32;
+        } else {
+            shared = Some(shared.map_or(id, |s| s.min(id)));
+        }
+    }
+    if let Some(id) = shared {
+        let mut tokens: Vec<&str> = vocab.iter().filter(|t| t.1 == id).map(|t| t.0.as_ref()).collect();
         tokens.sort();
         let names: Vec<String> = tokens.iter().map(|t| format!("`{}`", t.escape_debug())).collect();
         return Err(Error::new(format!(
@@ -185,16 +320,9 @@ fn id_space(value: &Value, tk: &Tokenizer) -> Result<usize, Error> {
             names.join(" and ")
         )));
     }
-    for a in value
-        .get("added_tokens")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let content = a.get("content").and_then(Value::as_str).unwrap_or("");
-        let listed = a.get("id").and_then(Value::as_u64);
-        let given = tk.token_to_id(content).map(u64::from);
-        if listed.is_some() && listed != given {
+    for (content, listed) in listed {
+        let given = names.token_to_id(content).map(u64::from);
+        if listed.is_some() && *listed != given {
             return Err(Error::new(format!(
                 "added token `{}` is listed with id {}, but has id {} (an added token that is not a model \
                  token takes the id after the largest so far; two added tokens cannot share one)",
@@ -204,13 +332,19 @@ fn id_space(value: &Value, tk: &Tokenizer) -> Result<usize, Error> {
             )));
         }
     }
-    let model_at = |id: u32| by_id.get(&id).and_then(|t| t.first());
-    let decoder = tk.get_added_tokens_decoder();
-    let mut added: Vec<(u32, &str)> = decoder.iter().map(|(&id, a)| (id, a.content.as_str())).collect();
+    let model_at = |id: u32| -> Option<&str> {
+        let i = if dense {
+            at.get(id as usize).copied().filter(|&i| i != u32::MAX)? as usize
+        } else {
+            *by_id.get(&id)?
+        };
+        Some(vocab[i].0.as_ref())
+    };
+    let mut added: Vec<(u32, String, bool)> = names.added();
     added.sort();
     if let Some((id, content, model)) = added
         .iter()
-        .find_map(|&(id, c)| model_at(id).filter(|m| *m != c).map(|m| (id, c, m)))
+        .find_map(|(id, c, _)| model_at(*id).filter(|m| m != c).map(|m| (*id, c, m)))
     {
         return Err(Error::new(format!(
             "two tokens have id {id}: `{}` (model vocabulary) and `{}` (added token); every id must \
@@ -219,14 +353,13 @@ fn id_space(value: &Value, tk: &Tokenizer) -> Result<usize, Error> {
             content.escape_debug()
         )));
     }
-    let max = by_id
-        .keys()
-        .chain(decoder.keys())
-        .copied()
+    let max = max_model
+        .into_iter()
+        .chain(added.iter().map(|a| a.0))
         .max()
         .ok_or_else(|| Error::new("the tokenizer has an empty vocabulary"))?;
     if max >= MAX_TOKEN_IDS {
-        let name = tk.id_to_token(max).unwrap_or_default();
+        let name = names.id_to_token(max).unwrap_or_default();
         return Err(Error::new(format!(
             "token `{}` has id {max}: welt supports ids below {MAX_TOKEN_IDS} (the vocabulary covers \
              every id from 0 to the largest, and the largest real ones have about 262,000)",
@@ -276,8 +409,184 @@ mod tests {
         )
     }
 
+    /// Loads `json` through both readers, checks they agree, and returns the result.
     pub(super) fn load(json: &str) -> Result<Vocabulary, Error> {
-        load_str("t.json", json, &DecoderOptions::default())
+        load_opts(json, &DecoderOptions::default())
+    }
+
+    pub(super) fn load_opts(json: &str, opts: &DecoderOptions) -> Result<Vocabulary, Error> {
+        let lean = super::load("t.json", json, opts, true);
+        let full = super::load("t.json", json, opts, false);
+        assert!(
+            lean == full,
+            "the readers disagree: {} / {}",
+            summary(&lean),
+            summary(&full)
+        );
+        lean
+    }
+
+    fn summary(r: &Result<Vocabulary, Error>) -> String {
+        match r {
+            Ok(v) => format!("{} tokens, {}", v.len(), v.roles()),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn fixture(file: &str) -> String {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
+        std::fs::read_to_string(dir.join(file)).unwrap()
+    }
+
+    /// The fixtures, their options and the 128k synthetic vocabulary are read by the lean
+    /// reader (not handed to the crate), to the same vocabularies.
+    #[test]
+    fn the_lean_reader_reads_the_fixtures_as_the_crate_does() {
+        for file in [
+            "byt5_like.json",
+            "bpe_bytelevel.json",
+            "sp_bpe_bytefallback.json",
+            "sp_unigram.json",
+        ] {
+            let json = fixture(file);
+            assert!(lean::read(&json).is_some(), "{file} is declined");
+            load(&json).unwrap();
+        }
+        let json = crate::synthetic::byte_level_bpe_json(131_072, 7);
+        assert!(lean::read(&json).is_some());
+        load(&json).unwrap();
+        for file in [
+            "malformed.json",
+            "not_a_tokenizer.json",
+            "wordpiece.json",
+            "duplicate_ids.json",
+        ] {
+            let json = fixture(&format!("bad/{file}"));
+            assert!(
+                lean::read(&json).is_none() || file == "duplicate_ids.json",
+                "{file}"
+            );
+            load(&json).unwrap_err();
+        }
+    }
+
+    /// Variations the crate reads differently or refuses: each is read alike by both paths
+    /// (the lean reader declines what it does not model).
+    #[test]
+    fn the_lean_reader_agrees_with_the_crate_on_variations() {
+        let base = fixture("sp_bpe_bytefallback.json");
+        let value: Value = serde_json::from_str(&base).unwrap();
+        type Edit = Box<dyn Fn(&mut Value)>;
+        let edits: Vec<(&str, Edit)> = vec![
+            ("version 2", Box::new(|v| v["version"] = "2.0".into())),
+            ("version null", Box::new(|v| v["version"] = Value::Null)),
+            (
+                "no version",
+                Box::new(|v| {
+                    v.as_object_mut().unwrap().remove("version");
+                }),
+            ),
+            ("unknown top-level key", Box::new(|v| v["extra"] = 1.into())),
+            (
+                "no model type",
+                Box::new(|v| {
+                    v["model"].as_object_mut().unwrap().remove("type");
+                }),
+            ),
+            ("dropout", Box::new(|v| v["model"]["dropout"] = 0.5.into())),
+            ("bad dropout", Box::new(|v| v["model"]["dropout"] = 2.0.into())),
+            (
+                "merge out of vocabulary",
+                Box::new(|v| {
+                    v["model"]["merges"] = serde_json::json!([["<0x41>", "nope"]]);
+                }),
+            ),
+            (
+                "merge result out of vocabulary",
+                Box::new(|v| {
+                    v["model"]["merges"] = serde_json::json!([["<0x41>", "<0x42>"]]);
+                }),
+            ),
+            (
+                "legacy merges",
+                Box::new(|v| {
+                    v["model"]["merges"] = serde_json::json!(["#version: 0.2", "<0x41> <0x42>"]);
+                }),
+            ),
+            (
+                "bad legacy merge",
+                Box::new(|v| {
+                    v["model"]["merges"] = serde_json::json!(["a b c"]);
+                }),
+            ),
+            (
+                "float id",
+                Box::new(|v| v["model"]["vocab"]["<0x41>"] = 65.0.into()),
+            ),
+            (
+                "normalized added token",
+                Box::new(|v| {
+                    v["normalizer"] = serde_json::json!({"type": "Replace", "pattern": {"String": " "}, "content": "\u{2581}"});
+                    v["added_tokens"].as_array_mut().unwrap().push(serde_json::json!({
+                    "id": 1000, "content": "a b", "single_word": false, "lstrip": false,
+                    "rstrip": false, "normalized": true, "special": false}));
+                }),
+            ),
+            (
+                "two added tokens normalized alike",
+                Box::new(|v| {
+                    v["normalizer"] = serde_json::json!({"type": "Replace", "pattern": {"String": " "}, "content": "\u{2581}"});
+                    for (id, c) in [(1000, "a b"), (1001, "a\u{2581}b")] {
+                        v["added_tokens"].as_array_mut().unwrap().push(serde_json::json!({
+                            "id": id, "content": c, "single_word": false, "lstrip": false,
+                            "rstrip": false, "normalized": true, "special": false}));
+                    }
+                }),
+            ),
+            (
+                "an added token listed with another id",
+                Box::new(|v| v["added_tokens"][0]["id"] = 7.into()),
+            ),
+            (
+                "added token twice",
+                Box::new(|v| {
+                    let a = v["added_tokens"][0].clone();
+                    v["added_tokens"].as_array_mut().unwrap().push(a);
+                }),
+            ),
+            (
+                "added token missing a field",
+                Box::new(|v| {
+                    v["added_tokens"][0].as_object_mut().unwrap().remove("lstrip");
+                }),
+            ),
+            (
+                "bad normalizer",
+                Box::new(|v| v["normalizer"] = serde_json::json!({"type": "Nope"})),
+            ),
+            (
+                "bad pre-tokenizer",
+                Box::new(|v| v["pre_tokenizer"] = serde_json::json!({"type": "Nope"})),
+            ),
+            (
+                "bad decoder",
+                Box::new(|v| v["decoder"] = serde_json::json!({"type": "Nope"})),
+            ),
+            ("no decoder", Box::new(|v| v["decoder"] = Value::Null)),
+            (
+                "bad truncation",
+                Box::new(|v| v["truncation"] = serde_json::json!({"max_length": "x"})),
+            ),
+            ("array", Box::new(|v| *v = Value::Array(vec![v.clone()]))),
+        ];
+        for (what, edit) in edits {
+            let mut v = value.clone();
+            edit(&mut v);
+            let json = serde_json::to_string(&v).unwrap();
+            let lean = super::load("t.json", &json, &DecoderOptions::default(), true);
+            let full = super::load("t.json", &json, &DecoderOptions::default(), false);
+            assert!(lean == full, "{what}: {} / {}", summary(&lean), summary(&full));
+        }
     }
 
     #[test]
@@ -295,7 +604,7 @@ mod tests {
             eos: Some("xyz".into()),
             ..Default::default()
         };
-        let v = load_str("t.json", &json, &o).unwrap();
+        let v = load_opts(&json, &o).unwrap();
         assert_eq!(v.eos(), Some(300));
         assert!(v.is_stop_token(300));
         // Added tokens take the ids after the model's; one listed elsewhere is refused.

@@ -1,7 +1,6 @@
 //! Which tokens are EOS and PAD when the caller names none, and the note that says so.
 
-use tokenizers::Tokenizer;
-
+use super::Names;
 use crate::{DecoderOptions, Error, Subject};
 
 /// Names EOS usually has, tried in order when the caller names none; only *special* added
@@ -40,23 +39,23 @@ pub(super) struct Roles {
 }
 
 /// The id of the token spelled `name`; `what` names its role in the error.
-pub(super) fn id_of(tk: &Tokenizer, what: &str, name: &str, subject: Subject) -> Result<u32, Error> {
+pub(super) fn id_of(tk: &dyn Names, what: &str, name: &str, subject: Subject) -> Result<u32, Error> {
     tk.token_to_id(name).ok_or_else(|| {
         Error::new(format!("unknown {what} token `{name}`: not in the vocabulary")).about(subject)
     })
 }
 
 /// Special added tokens with a usual name, in the order of `names`.
-fn special(tk: &Tokenizer, names: &[&str]) -> Vec<(u32, String)> {
-    let added = tk.get_added_tokens_decoder();
-    let mut found: Vec<(usize, u32, String)> = added
-        .iter()
-        .filter(|(_, a)| a.special)
-        .filter_map(|(&id, a)| {
+fn special(tk: &dyn Names, names: &[&str]) -> Vec<(u32, String)> {
+    let mut found: Vec<(usize, u32, String)> = tk
+        .added()
+        .into_iter()
+        .filter(|(_, _, special)| *special)
+        .filter_map(|(id, content, _)| {
             names
                 .iter()
-                .position(|n| *n == a.content)
-                .map(|rank| (rank, id, a.content.clone()))
+                .position(|n| *n == content)
+                .map(|rank| (rank, id, content))
         })
         .collect();
     found.sort();
@@ -65,7 +64,7 @@ fn special(tk: &Tokenizer, names: &[&str]) -> Vec<(u32, String)> {
 
 /// EOS and PAD as `opts` names them, else the first special added tokens with a usual name
 /// ([`EOS_CANDIDATES`], [`PAD_CANDIDATES`]); PAD falls back to EOS, no EOS is an error.
-pub(super) fn choose(tk: &Tokenizer, opts: &DecoderOptions) -> Result<Roles, Error> {
+pub(super) fn choose(tk: &dyn Names, opts: &DecoderOptions) -> Result<Roles, Error> {
     let mut note = Vec::new();
     let eos = match &opts.eos {
         Some(name) => id_of(tk, "EOS", name, Subject::Eos)?,
@@ -112,8 +111,8 @@ pub(super) fn choose(tk: &Tokenizer, opts: &DecoderOptions) -> Result<Roles, Err
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{file, load};
-    use super::super::{load_str, Token};
+    use super::super::tests::{file, load, load_opts};
+    use super::super::Token;
     use crate::DecoderOptions;
     use crate::Subject;
 
@@ -161,7 +160,7 @@ mod tests {
             eos: Some("</s>".into()),
             ..Default::default()
         };
-        let v = load_str("t.json", &file(&[("</s>", 256)], &[(257, "<pad>", true)]), &o).unwrap();
+        let v = load_opts(&file(&[("</s>", 256)], &[(257, "<pad>", true)]), &o).unwrap();
         assert_eq!((v.eos(), v.pad()), (Some(256), 257));
         assert_eq!(v.tokens()[256], Token::Special("</s>".into()));
     }
