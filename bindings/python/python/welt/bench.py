@@ -4,7 +4,7 @@ The byte decoder is a random-weight Llama of WeLT's size (hidden 256, intermedia
 layers, 4 heads, 4 KV heads, vocabulary 256), driven as WeLT drives it:
 ``generate(inputs_embeds=[latent, BOS embedding], attention_mask=None,
 GenerationConfig(max_new_tokens, bos 2, pad 0, eos 3))``. As in
-/work/shared/reference/bench_baseline.py, the lm_head gets a bias of -1e4 on every byte that
+reference/bench_baseline.py (in the repository), the lm_head gets a bias of -1e4 on every byte that
 could end a word, so every configuration generates exactly ``max_new_tokens`` tokens per row
 and the times compare the same work.
 
@@ -20,7 +20,10 @@ Reported per batch size: median ms per call (one word per row), us per step, the
 share of the step ((config - none) / config), and words per second relative to `none`; the
 same from this thread's CPU time (``time.thread_time``), which other processes on a busy
 machine disturb less than the wall clock (on CUDA the wall clock is the one that counts).
-Plus the direct cost of each pair of hooks, called outside generate on generated prefixes.
+Plus the time spent inside each pair of hooks as generate calls them (``inside``: a timer
+around each hook call, in extra interleaved calls, cold caches included; the difference of
+medians above cannot resolve a share of 1 % on a busy machine, this can), and the direct cost
+of each pair of hooks, called outside generate on generated prefixes.
 """
 
 from __future__ import annotations
@@ -182,6 +185,14 @@ def main(argv=None):
                     r["paired_hooks_us_per_step"] = statistics.median(
                         x - y for x, y in zip(times[c], times["none"])) * 1e6 / steps
             res["configs"][c] = r
+        hooks = {}
+        if "reference" in configs:
+            hooks["reference"] = ref
+        for c, wc in (("welt", welt_c), ("welt_torch", torch_c)):
+            if c in configs:
+                hooks[c] = (wc.logits_processor, wc.stopping_criteria)
+        with torch.inference_mode():
+            res["inside"] = bench_inside(a, model, embeds, gc, hooks, device) if hooks else {}
         res["same_lengths"] = len({outs[c].shape for c in configs}) == 1
         eq = {}
         for c in ("welt_torch", "words", "words_model"):
@@ -202,6 +213,42 @@ def main(argv=None):
         with open(a.json, "w") as f:
             json.dump(out, f, indent=1, default=str)
     return out
+
+
+class _Timed:
+    """A hook with a timer around it: the seconds generate spent inside it."""
+
+    def __init__(self, inner):
+        self.inner, self.seconds = inner, 0.0
+
+    def __call__(self, input_ids, scores):  # no **kwargs: LogitsProcessorList would want them passed
+        t0 = time.perf_counter()
+        out = self.inner(input_ids, scores)
+        self.seconds += time.perf_counter() - t0
+        return out
+
+
+def bench_inside(a, model, embeds, gc, hooks, device):
+    """For each pair of hooks: the time inside them per step, and its share of the call's time,
+    over ``a.calls`` interleaved generate calls."""
+    timed = {c: (_Timed(p), _Timed(s)) for c, (p, s) in hooks.items()}
+    wall = {c: 0.0 for c in hooks}
+    steps = {c: 0 for c in hooks}
+    for _ in range(a.calls):
+        for c, (tp, ts) in timed.items():
+            _sync(device)
+            t0 = time.perf_counter()
+            out = model.generate(inputs_embeds=embeds, attention_mask=None, generation_config=gc,
+                                 logits_processor=[tp], stopping_criteria=[ts])
+            _sync(device)
+            wall[c] += time.perf_counter() - t0
+            steps[c] += out.shape[1]
+    res = {}
+    for c, (tp, ts) in timed.items():
+        inside = tp.seconds + ts.seconds
+        res[c] = {"inside_hooks_us_per_step": inside * 1e6 / steps[c],
+                  "inside_hooks_share_of_step_pct": 100 * inside / wall[c]}
+    return res
 
 
 def bench_direct(a, device, ref, welt_c, torch_c, batch_sizes, configs):
@@ -255,6 +302,9 @@ def print_table(results, direct, configs):
             crel = f"{x['cpu_words_per_s_vs_none']:.2f}x" if "cpu_words_per_s_vs_none" in x else ""
             print(f"{B:>3} {c:<12} {x['median_ms_per_word']:>9.3f} {x['steps']:>5} {x['us_per_step']:>9.1f} "
                   f"{share:>8} {hus:>13} {rel:>15} | {x['median_cpu_ms_per_word']:>11.3f} {cshare:>8} {crel:>8}")
+        for c, x in r.get("inside", {}).items():
+            print(f"    inside generate, {c}: {x['inside_hooks_us_per_step']:.1f} us per step in the hooks, "
+                  f"{x['inside_hooks_share_of_step_pct']:.2f} % of the step")
         print(f"    same lengths: {r['same_lengths']}; same tokens: {r['same_tokens']}")
     if direct:
         print("\nhooks called directly (us per step: processor + criteria; _via_hf_lists: through "
