@@ -263,8 +263,9 @@ impl<'t> WordBatch<'t> {
             }));
         }
         let v = self.tables.vocab_size();
-        if self.simd.is_some() {
-            // Whole blocks of rows: the batch's mask, the choices, then `advance`'s passes.
+        if self.simd.is_some() || b >= SMALL_BATCH {
+            // Whole blocks of rows: the batch's mask, the choices, then `advance`'s passes
+            // (without AVX-512 too: at 16 rows and more, a pass per job beats a pass per row).
             self.mask_checked(logits, row_stride);
             for (row, (token, &done)) in tokens.iter_mut().zip(&self.finished).enumerate() {
                 let at = row * row_stride;
