@@ -172,11 +172,8 @@ pub(crate) fn mask_row<L: Logit>(row: &mut [L], mask: &[u8]) {
     // Without this, a mask shorter than the row would end the block loop at its first
     // block and leave the words it does cover unwritten.
     let covered = (mask.len() / 8).saturating_mul(64);
-    let row = if row.len() > covered {
-        &mut row[..covered]
-    } else {
-        row
-    };
+    let len = row.len().min(covered);
+    let row = &mut row[..len];
     let done = row.len() / 512;
     let mut blocks = row.chunks_exact_mut(512);
     for (block, m) in (&mut blocks).zip(mask.chunks_exact(64)) {
