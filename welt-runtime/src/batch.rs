@@ -1,9 +1,10 @@
 //! A batch of words generated side by side on the CPU.
 
-use crate::cpu::Avx512;
+use crate::cpu::Vector;
 use crate::error::{Error, ErrorKind};
 use crate::mask::{mask_one_row, min_logits_len, Logit, MaskRows};
 use crate::sequence::walk_prefix;
+use crate::sparse::{mask_listed, SparseMasks};
 use crate::tables::{split, Mask, Tables, DEAD};
 use crate::Decoder;
 
@@ -48,8 +49,12 @@ pub struct WordBatch<'t> {
     /// `B x V`, the length of contiguous logits (`None` past `usize`: no buffer has it),
     /// computed once so that `apply_mask` checks the size with one comparison.
     logits_len: Option<usize>,
-    /// The CPU's AVX-512, detected once: the mask's masked stores run when this is `Some`.
-    avx: Option<Avx512>,
+    /// The CPU's widest vector code for the mask (AVX-512's masked stores, AVX2's 32-byte
+    /// stores), detected once.
+    vector: Vector,
+    /// The forbidden tokens of the states that forbid few (a large vocabulary's word start),
+    /// as lists: such a row is masked with one store per forbidden token.
+    sparse: Option<SparseMasks>,
     /// `advance` and `restart_finished` run their AVX-512 twins when this is `Some`: a CPU
     /// with AVX-512, tables whose offsets fit the gathers, and 16 rows or more.
     simd: Option<Simd<'t>>,
@@ -71,7 +76,7 @@ impl<'t> WordBatch<'t> {
         if batch_size == 0 {
             return Err(Error::new(ErrorKind::EmptyBatch));
         }
-        let avx = Avx512::detect();
+        let vector = Vector::detect();
         Ok(WordBatch {
             tables,
             max_len: u32::from(tables.max_word_len()),
@@ -82,8 +87,9 @@ impl<'t> WordBatch<'t> {
             running: batch_size,
             entries: rows(0, batch_size)?,
             logits_len: batch_size.checked_mul(tables.vocab_size()),
-            avx,
-            simd: gather_for(avx, &tables, batch_size),
+            vector,
+            sparse: SparseMasks::new(&tables),
+            simd: gather_for(vector.avx512(), &tables, batch_size),
         })
     }
 
@@ -169,7 +175,7 @@ impl<'t> WordBatch<'t> {
                 if !done {
                     let at = row * row_stride;
                     if let Some(l) = logits.get_mut(at..at + v) {
-                        mask_one_row(self.avx, l, row_mask(&self.tables, state));
+                        mask_state(self.vector, self.sparse.as_ref(), &self.tables, l, state);
                     }
                 }
             }
@@ -181,8 +187,9 @@ impl<'t> WordBatch<'t> {
             masks: self.tables.masks,
             width: self.tables.mask_bytes(),
             stride: row_stride,
+            sparse: self.sparse.as_ref(),
         };
-        crate::mask::mask_rows(self.avx, logits, v, rows);
+        crate::mask::mask_rows(self.vector, logits, v, rows);
     }
 
     /// One whole decoding step in one call: masks the `[B x V]` logits of every running row
@@ -280,7 +287,7 @@ impl<'t> WordBatch<'t> {
         }
         // Each running row masked, chosen and looked up in turn (pass 1 of `advance`, with
         // nothing changed until every token is known to be valid), then pass 2.
-        let (tables, avx, vocab) = (&self.tables, self.avx, v as u32);
+        let (tables, vector, sparse, vocab) = (&self.tables, self.vector, self.sparse.as_ref(), v as u32);
         let mut bad_at = usize::MAX;
         for (row, (((token, entry), &state), &done)) in tokens
             .iter_mut()
@@ -293,7 +300,7 @@ impl<'t> WordBatch<'t> {
             let (false, Some(l)) = (done, logits.get_mut(at..at + v)) else {
                 continue;
             };
-            mask_one_row(avx, l, row_mask(tables, state));
+            mask_state(vector, sparse, tables, l, state);
             let t = choose(row, l);
             *token = t;
             let in_range = t < vocab;
@@ -395,7 +402,7 @@ impl<'t> WordBatch<'t> {
             return Ok(self.running);
         };
         if !finished {
-            mask_one_row(self.avx, l, row_mask(&self.tables, state));
+            mask_state(self.vector, self.sparse.as_ref(), &self.tables, l, state);
             if let Some(token) = tokens.first_mut() {
                 *token = choose(0, l);
             }
@@ -569,6 +576,22 @@ impl<'t> WordBatch<'t> {
 /// AVX-512 passes of `advance` start at the same size (one block).
 const SMALL_BATCH: usize = 16;
 
+/// Masks one running row in `state`: through its list of forbidden tokens where `sparse` has
+/// one, else through its bitset.
+#[inline(always)]
+fn mask_state<L: Logit>(
+    vector: Vector,
+    sparse: Option<&SparseMasks>,
+    tables: &Tables<'_>,
+    row: &mut [L],
+    state: u16,
+) {
+    match sparse.and_then(|s| s.get(state)) {
+        Some(ids) => mask_listed(row, ids),
+        None => mask_one_row(vector, row, row_mask(tables, state)),
+    }
+}
+
 /// The mask bytes of `state` (a state of the tables: always a whole mask).
 #[inline(always)]
 fn row_mask<'t>(tables: &Tables<'t>, state: u16) -> &'t [u8] {
@@ -617,7 +640,7 @@ mod tests {
             }
             let mut slow = fast.clone();
             slow.simd = None;
-            slow.avx = None;
+            slow.vector = Vector::Portable;
             for step in 0..400 {
                 let mut tokens: Vec<u32> = (0..b)
                     .map(|r| {
@@ -851,6 +874,87 @@ mod tests {
         spec.layout = kernels_gen::Layout::Classes;
         let blob = kernels_gen::generate(&spec).unwrap().to_blob();
         step_equals_split(Tables::from_bytes(&blob).unwrap());
+    }
+
+    /// A vocabulary whose word start is listed (`SparseMasks`): `apply_mask` and `step`, row by
+    /// row (B = 1, 3) and by the batch path (B = 32), write exactly each row's bitset mask, bit
+    /// for bit, with rows at the word start (listed), mid-character (not listed) and after a
+    /// letter, and finished rows left alone.
+    #[test]
+    fn listed_states_mask_as_their_bitsets() {
+        let owned = crate::sparse::sparse_start_tables(8192);
+        let t = owned.as_tables();
+        let sparse = SparseMasks::new(&t).expect("lists");
+        assert!(sparse.get(t.start()).is_some(), "the word start is listed");
+        let v = t.vocab_size();
+        let mut z = 0x9E37_79B9_7F4A_7C15u64;
+        for b in [1usize, 3, 16, 32] {
+            let mut batch = WordBatch::new(t, b).unwrap();
+            assert!(batch.sparse.is_some());
+            // Row r: r % 4 == 0 at the word start, 1 after the lead byte 0xC3, 2 after "a",
+            // 3 finished by EOS.
+            let mut tokens: Vec<u32> = (0..b)
+                .map(|r| match r % 4 {
+                    0 => t.pad(),
+                    1 => 0xC3,
+                    2 => u32::from(b'a'),
+                    _ => v as u32 - 1,
+                })
+                .collect();
+            let keep: Vec<bool> = (0..b).map(|r| r % 4 != 0).collect();
+            for (r, k) in keep.iter().enumerate() {
+                if !k {
+                    // A row that stays at the word start: give it a token and restart it.
+                    tokens[r] = u32::from(b'x');
+                }
+            }
+            batch.advance(&mut tokens).unwrap();
+            for (r, k) in keep.iter().enumerate() {
+                if !k {
+                    batch.reset_row(r).unwrap();
+                }
+            }
+            let states = batch.states().to_vec();
+            let finished = batch.finished().to_vec();
+            assert!(states.iter().any(|&s| sparse.get(s).is_some()));
+            if b > 1 {
+                assert!(states
+                    .iter()
+                    .zip(&finished)
+                    .any(|(&s, &f)| !f && sparse.get(s).is_none()));
+            }
+            let logits: Vec<f32> = (0..b * v)
+                .map(|_| (xorshift(&mut z) % 1000) as f32 / 100.0)
+                .collect();
+            let mut want = logits.clone();
+            for r in (0..b).filter(|&r| !finished[r]) {
+                let mask = t.mask(states[r]);
+                for (tok, x) in want[r * v..(r + 1) * v].iter_mut().enumerate() {
+                    if !mask.allows(tok as u32) {
+                        *x = f32::NEG_INFINITY;
+                    }
+                }
+            }
+            let bits = |x: &[f32]| x.iter().map(|y| y.to_bits()).collect::<Vec<_>>();
+            let mut got = logits.clone();
+            batch.apply_mask(&mut got).unwrap();
+            assert!(bits(&got) == bits(&want), "apply_mask, B = {b}");
+            let mut got = logits.clone();
+            let mut seen = vec![false; b];
+            let mut out = vec![0u32; b];
+            batch
+                .step(&mut got, &mut out, |row, masked| {
+                    seen[row] = true;
+                    assert!(
+                        bits(masked) == bits(&want[row * v..(row + 1) * v]),
+                        "step, B = {b}, row {row}"
+                    );
+                    t.mask(states[row]).iter().next().unwrap_or(0)
+                })
+                .unwrap();
+            assert!(bits(&got) == bits(&want), "step, B = {b}");
+            assert_eq!(seen, finished.iter().map(|f| !f).collect::<Vec<_>>());
+        }
     }
 
     /// Wrong sizes are refused before anything is written: not the logits, not the tokens,

@@ -53,6 +53,7 @@ mod mask;
 mod mask_op;
 mod sampling;
 mod sequence;
+mod sparse;
 mod tables;
 
 pub use batch::WordBatch;

@@ -1,9 +1,11 @@
 //! The mask: `-inf` into the logits of forbidden tokens, row by row, for every element type a
-//! logits buffer may have ([`Logit`]). The portable code and, on x86-64 with AVX-512, its
-//! masked-store twin ([`x86`]), which the tests hold to the portable code bit for bit.
+//! logits buffer may have ([`Logit`]). The portable code; on x86-64 with AVX-512 its
+//! masked-store twin ([`x86`]), and with AVX2 the portable code compiled for it ([`avx2`]),
+//! which the tests hold to the portable code bit for bit.
 
-use crate::cpu::Avx512;
+use crate::cpu::Vector;
 use crate::error::{Error, ErrorKind};
+use crate::sparse::{mask_listed, SparseMasks};
 
 /// A logit type the mask can be applied to: `f32`, `f64`, and (feature `half`, on by default)
 /// `half::f16`, `half::bf16`.
@@ -83,8 +85,9 @@ pub(crate) fn min_logits_len(
 }
 
 /// The rows of a batch to mask: row `r` (at `r * stride` in the logits) has state
-/// `states[r]`, whose mask is the `width` bytes at `states[r] * width` in `masks`; rows whose
-/// `finished` flag is set are left alone.
+/// `states[r]`, whose mask is the `width` bytes at `states[r] * width` in `masks`, or, where
+/// `sparse` lists the state, its list of forbidden tokens; rows whose `finished` flag is set
+/// are left alone.
 #[derive(Clone, Copy)]
 pub(crate) struct MaskRows<'a> {
     pub states: &'a [u16],
@@ -92,23 +95,26 @@ pub(crate) struct MaskRows<'a> {
     pub masks: &'a [u8],
     pub width: usize,
     pub stride: usize,
+    pub sparse: Option<&'a SparseMasks>,
 }
 
 impl MaskRows<'_> {
     /// Calls `f(row logits, row mask)` for every running row. A row or a mask past its buffer
     /// (which the callers rule out) is skipped: never a panic, never an access out of bounds.
     #[inline(always)]
-    fn each<L>(self, logits: &mut [L], v: usize, mut f: impl FnMut(&mut [L], &[u8])) {
+    fn each<L: Logit>(self, logits: &mut [L], v: usize, mut f: impl FnMut(&mut [L], &[u8])) {
         for (row, (&state, &done)) in self.states.iter().zip(self.finished).enumerate() {
             if done {
                 continue;
             }
             let at = usize::from(state) * self.width;
             let start = row * self.stride;
-            if let (Some(mask), Some(logits)) = (
-                self.masks.get(at..at + self.width),
-                logits.get_mut(start..start + v),
-            ) {
+            let Some(logits) = logits.get_mut(start..start + v) else {
+                continue;
+            };
+            if let Some(ids) = self.sparse.and_then(|s| s.get(state)) {
+                mask_listed(logits, ids);
+            } else if let Some(mask) = self.masks.get(at..at + self.width) {
                 f(logits, mask);
             }
         }
@@ -118,22 +124,25 @@ impl MaskRows<'_> {
 /// Masks the `v` logits of each of `rows` in place. The hot loop of
 /// [`crate::WordBatch::apply_mask`].
 ///
-/// With an [`Avx512`] (x86-64 with AVX-512 F/BW/VL) rows are written with masked vector
+/// With an [`Avx512`](crate::cpu::Avx512) (x86-64 with AVX-512 F/BW/VL) rows are written with masked vector
 /// stores: per 16 `f32` (8 `f64`, 32 `f16`/`bf16`) one store of `-inf` into exactly the
 /// forbidden lanes, and on a long row only for the 16 that hold a forbidden token (one cache
 /// line). Elsewhere, the portable [`mask_row`], which skips the 64-token words that forbid
 /// nothing. So on a long row the cost follows the forbidden tokens, not V (`welt bench
 /// --vocab N` times the mask at a word start, nearly all allowed, and mid-word, nearly all
 /// forbidden).
+///
+/// With AVX2 and no AVX-512, the portable code compiled for AVX2 ([`avx2`]): the same
+/// stores, 32 bytes wide instead of the baseline target's 16.
 #[inline]
-pub(crate) fn mask_rows<L: Logit>(avx: Option<Avx512>, logits: &mut [L], v: usize, rows: MaskRows<'_>) {
-    if let Some(avx) = avx {
+pub(crate) fn mask_rows<L: Logit>(vector: Vector, logits: &mut [L], v: usize, rows: MaskRows<'_>) {
+    match vector {
         #[cfg(target_arch = "x86_64")]
-        return x86::mask_rows(avx, logits, v, rows);
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = avx;
+        Vector::Avx512(avx) => x86::mask_rows(avx, logits, v, rows),
+        #[cfg(target_arch = "x86_64")]
+        Vector::Avx2(avx2) => avx2::mask_rows(avx2, logits, v, rows),
+        _ => rows.each(logits, v, mask_row),
     }
-    rows.each(logits, v, mask_row);
 }
 
 /// Masks one row: [`mask_rows`] for a single row.
@@ -146,8 +155,9 @@ pub(crate) fn mask_one<L: Logit>(row: &mut [L], mask: &[u8]) {
         masks: mask,
         width: mask.len(),
         stride: v,
+        sparse: None,
     };
-    mask_rows(Avx512::detect(), row, v, rows);
+    mask_rows(Vector::detect(), row, v, rows);
 }
 
 mod sealed {
@@ -167,7 +177,7 @@ mod sealed {
 /// that visited every logit would cost as much as one that forbids them all. So the row goes
 /// 512 logits at a time, and a block whose 64 mask bytes are all ones (nothing forbidden) is
 /// skipped after one test of eight words; the others go word by word through [`mask_words`].
-#[inline]
+#[inline(always)]
 pub(crate) fn mask_row<L: Logit>(row: &mut [L], mask: &[u8]) {
     // Without this, a mask shorter than the row would end the block loop at its first
     // block and leave the words it does cover unwritten.
@@ -204,7 +214,7 @@ fn all_allowed(m: &[u8]) -> bool {
 ///   fixed run of vector stores instead of a loop that recomputes the chunk's length and tail;
 /// - in a mixed word, each fully forbidden byte is written as one `[L; 8]` and only the bits
 ///   of partly forbidden bytes one by one (5 single stores at a boundary instead of 13).
-#[inline]
+#[inline(always)]
 fn mask_words<L: Logit>(row: &mut [L], mask: &[u8]) {
     for (chunk, m) in row.chunks_mut(64).zip(mask.chunks_exact(8)) {
         let bits = u64::from_le_bytes([m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7]]);
@@ -253,7 +263,8 @@ fn forbid_bits<L: Logit>(chunk: &mut [L], mut forbid: u64) {
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod x86 {
-    use super::{Avx512, Logit, MaskRows};
+    use super::{Logit, MaskRows};
+    use crate::cpu::Avx512;
     use std::arch::x86_64::*;
     use std::mem::size_of;
 
@@ -275,7 +286,12 @@ mod x86 {
     /// Rows past the logits or a batch with no whole mask are not masked at all: never an
     /// access out of bounds.
     #[inline(always)]
-    fn each_row<L>(rows: MaskRows<'_>, logits: &mut [L], v: usize, mut f: impl FnMut(&mut [L], &[u8])) {
+    fn each_row<L: Logit>(
+        rows: MaskRows<'_>,
+        logits: &mut [L],
+        v: usize,
+        mut f: impl FnMut(&mut [L], &[u8]),
+    ) {
         let b = rows.states.len().min(rows.finished.len());
         let masks = rows.masks.len().checked_div(rows.width).unwrap_or(0);
         let need = b
@@ -303,7 +319,10 @@ mod x86 {
                     std::slice::from_raw_parts(mp.add(s * rows.width), rows.width),
                 )
             };
-            f(r, m);
+            match rows.sparse.and_then(|sparse| sparse.get(state)) {
+                Some(ids) => super::mask_listed(r, ids),
+                None => f(r, m),
+            }
         }
     }
 
@@ -541,8 +560,8 @@ mod tests {
     }
 
     /// Rows of one strided buffer (random values, 3 logits of padding between rows), row `r`
-    /// masked by `masks[r]` and row 1 finished: both paths of `mask_rows` — AVX-512 (where
-    /// this CPU has it) and portable — write exactly what `naive` writes, bit for bit, the
+    /// masked by `masks[r]` and row 1 finished: every path of `mask_rows` this CPU has
+    /// (AVX-512, AVX2, portable) writes exactly what `naive` writes, bit for bit, the
     /// padding and the finished row untouched; `mask_one` writes row 0 as `naive` does.
     fn both_paths_are_naive<L: Logit>(
         v: usize,
@@ -569,16 +588,13 @@ mod tests {
             masks: &all,
             width,
             stride,
+            sparse: None,
         };
         let b = |x: &[L]| x.iter().map(|&y| bits(y)).collect::<Vec<_>>();
         let want = b(&want);
-        let avx = Avx512::detect();
-        for (path, avx) in [("AVX-512", avx), ("portable", None)] {
-            if path == "AVX-512" && avx.is_none() {
-                continue;
-            }
+        for (path, vector) in Vector::every() {
             let mut got = buf.clone();
-            mask_rows(avx, &mut got, v, batch);
+            mask_rows(vector, &mut got, v, batch);
             let got = b(&got);
             if got != want {
                 let at = got.iter().zip(&want).position(|(g, w)| g != w).unwrap_or(0);
@@ -645,8 +661,9 @@ mod tests {
     }
 
     fn skipping_paths_are_naive<L: Logit>(from_bits: impl Fn(u64) -> L, bits: impl Fn(L) -> u64) {
-        if Avx512::detect().is_none() {
-            eprintln!("no AVX-512 on this CPU: only the portable path is checked");
+        let paths: Vec<&str> = Vector::every().into_iter().map(|(path, _)| path).collect();
+        if paths.len() < 3 {
+            eprintln!("this CPU runs {paths:?}: the others are not checked here");
         }
         let mut z = 1u64;
         let lengths = (1..=70usize).chain([
@@ -721,7 +738,7 @@ mod tests {
         );
     }
 
-    /// Every state's mask of `tables`, one row per state: both paths equal `naive`.
+    /// Every state's mask of `tables`, one row per state: every path equals `naive`.
     fn every_state_is_naive(tables: crate::Tables<'_>, what: &str) {
         let v = tables.vocab_size();
         let masks: Vec<Vec<u8>> = (0..tables.num_states() as u16)
@@ -797,7 +814,7 @@ mod tests {
         every_state_is_naive(crate::Tables::from_bytes(&blob).unwrap(), "Utf8Words, classes");
     }
 
-    /// A large vocabulary (V = 20,011: no multiple of 16 or 64), every state, on both paths;
+    /// A large vocabulary (V = 20,011: no multiple of 16 or 64), every state, on every path;
     /// its word start leaves most 64-token words fully allowed, and the skipping paths are
     /// exercised where it matters.
     #[test]
@@ -817,13 +834,49 @@ mod tests {
 /// the mask width). `mask` must hold a bit for every logit of `row`, which a mask of the
 /// tables does for a row of `V` logits; a short mask leaves the logits past it alone.
 #[inline]
-pub(crate) fn mask_one_row<L: Logit>(avx: Option<Avx512>, row: &mut [L], mask: &[u8]) {
-    #[cfg(target_arch = "x86_64")]
-    if let Some(avx) = avx {
-        return one_row::mask(avx, row, mask);
+pub(crate) fn mask_one_row<L: Logit>(vector: Vector, row: &mut [L], mask: &[u8]) {
+    match vector {
+        #[cfg(target_arch = "x86_64")]
+        Vector::Avx512(avx) => one_row::mask(avx, row, mask),
+        #[cfg(target_arch = "x86_64")]
+        Vector::Avx2(avx2) => avx2::mask_row(avx2, row, mask),
+        _ => mask_row(row, mask),
     }
-    let _ = avx;
-    mask_row(row, mask);
+}
+
+/// [`mask_row`], and [`mask_rows`]' portable loop, compiled for AVX2 (CPUs without
+/// AVX-512): the same code, its whole-word and whole-byte writes (`[L; 64]`, `[L; 8]`) as
+/// 32-byte stores instead of the baseline target's 16-byte ones. Explicit AVX2 blends that
+/// rewrite a mixed word whole, without the portable code's branches on its bits, were tried
+/// and were slower (AVX2 has no masked store that is fast on AMD). One call per row or per
+/// batch: a function with more target features than its caller is not inlined into it.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod avx2 {
+    use super::{Logit, MaskRows};
+    use crate::cpu::Avx2;
+
+    #[inline]
+    pub(super) fn mask_row<L: Logit>(_: Avx2, row: &mut [L], mask: &[u8]) {
+        // SAFETY: the CPU has AVX2 (an `Avx2` exists); the code is the portable code.
+        unsafe { row_avx2(row, mask) }
+    }
+
+    #[inline]
+    pub(super) fn mask_rows<L: Logit>(_: Avx2, logits: &mut [L], v: usize, rows: MaskRows<'_>) {
+        // SAFETY: as in `mask_row`.
+        unsafe { rows_avx2(logits, v, rows) }
+    }
+
+    #[target_feature(enable = "avx2")]
+    unsafe fn row_avx2<L: Logit>(row: &mut [L], mask: &[u8]) {
+        super::mask_row(row, mask);
+    }
+
+    #[target_feature(enable = "avx2")]
+    unsafe fn rows_avx2<L: Logit>(logits: &mut [L], v: usize, rows: MaskRows<'_>) {
+        rows.each(logits, v, super::mask_row);
+    }
 }
 
 /// The AVX-512 masked stores of [`mask_one_row`]: per 64 logits one little-endian mask word,
@@ -831,7 +884,8 @@ pub(crate) fn mask_one_row<L: Logit>(avx: Option<Avx512>, row: &mut [L], mask: &
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod one_row {
-    use super::{Avx512, Logit};
+    use super::Logit;
+    use crate::cpu::Avx512;
     use std::arch::x86_64::*;
     use std::mem::size_of;
 
@@ -917,9 +971,10 @@ mod one_row_tests {
             .map(|(i, (&g, &w))| (i, g, w))
     }
 
-    /// `mask_one_row` (AVX-512 where the CPU has it) writes exactly what `mask_row` writes,
-    /// bit for bit, per dtype, for row lengths around every 64-logit word and masks of every
-    /// density; a mask shorter than the row leaves the logits past it untouched.
+    /// `mask_one_row` on every path this CPU has (AVX-512, AVX2, portable) writes exactly what
+    /// `mask_row` writes, bit for bit, per dtype, for row lengths around every 64-logit word and
+    /// masks of every density; a mask shorter than the row covers only its own words (the
+    /// portable path is `mask_row` itself: against a row cut to the mask, the contract).
     fn one_row_equals_portable<L: Logit>(from_bits: impl Fn(u64) -> L, bits: impl Fn(L) -> u64) {
         let mut z = 7u64;
         let mut next = || {
@@ -938,31 +993,25 @@ mod one_row_tests {
                 let b = |x: &[L]| x.iter().map(|&y| bits(y)).collect::<Vec<_>>();
                 let mut want = row.clone();
                 mask_row(&mut want, &mask);
-                let mut got = row.clone();
-                mask_one_row(Avx512::detect(), &mut got, &mask);
-                assert_eq!(
-                    first_difference(&b(&got), &b(&want)),
-                    None,
-                    "v={v} density={density}"
-                );
-                // Only the first word of the mask: the logits past 64 are left alone.
-                let mut short = row.clone();
-                mask_one_row(Avx512::detect(), &mut short, &mask[..8]);
-                let mut want = row.clone();
-                mask_row(&mut want[..v.min(64)], &mask[..8]);
-                assert_eq!(
-                    first_difference(&b(&short), &b(&want)),
-                    None,
-                    "short mask, v={v} density={density}"
-                );
-                // The portable path on its own, which a CPU without AVX-512 takes above.
-                let mut portable = row.clone();
-                mask_row(&mut portable, &mask[..8]);
-                assert_eq!(
-                    first_difference(&b(&portable), &b(&want)),
-                    None,
-                    "short mask, portable, v={v} density={density}"
-                );
+                let mut short_want = row.clone();
+                mask_row(&mut short_want[..v.min(64)], &mask[..8]);
+                for (path, vector) in Vector::every() {
+                    let mut got = row.clone();
+                    mask_one_row(vector, &mut got, &mask);
+                    assert_eq!(
+                        first_difference(&b(&got), &b(&want)),
+                        None,
+                        "{path}, v={v} density={density}"
+                    );
+                    // Only the first word of the mask: the logits past 64 are left alone.
+                    let mut short = row.clone();
+                    mask_one_row(vector, &mut short, &mask[..8]);
+                    assert_eq!(
+                        first_difference(&b(&short), &b(&short_want)),
+                        None,
+                        "{path}, short mask, v={v} density={density}"
+                    );
+                }
             }
         }
     }
