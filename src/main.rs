@@ -58,6 +58,8 @@ const BENCH_USAGE: &str = "    welt bench [--json] [--quick]
         Per-token cost for a large vocabulary (a synthetic byte-level BPE of N tokens,
         257 <= N <= 1048576; B = 32 by default, at most 4096): mask against the floor, and the
         state step against V = 256.
+    welt bench --tokenizer FILE [TOKENIZER OPTIONS] [--batch B] [--json] [--quick]
+        The same for a real tokenizer's vocabulary (its word start and mid-word masks).
     welt bench --e2e [--json] [--quick]
         Whole word generation with the byte decoder, three ways: welt, the reference port,
         no constraint; B = 1, 3, 32.
@@ -457,8 +459,13 @@ fn bench(mut parser: lexopt::Parser) -> Result<()> {
     let mut e2e = false;
     let mut vocab: Option<usize> = None;
     let mut batch: Option<usize> = None;
+    let mut dec = DecoderArgs::default();
     while let Some(arg) = parser.next()? {
         match arg {
+            Long(name) if DecoderArgs::OPTIONS.contains(&name) => {
+                let name = name.to_string();
+                dec.take(&name, &mut parser)?;
+            }
             Long("json") => opts.json = true,
             Long("quick") => opts.quick = true,
             Long("e2e") => e2e = true,
@@ -468,10 +475,14 @@ fn bench(mut parser: lexopt::Parser) -> Result<()> {
             _ => return Err(arg.unexpected().into()),
         }
     }
+    let tokenizer = dec.options.tokenizer.clone();
+    if tokenizer.is_none() && !dec.is_default() {
+        return Err("the tokenizer options of `welt bench` need --tokenizer".into());
+    }
     if e2e {
-        if vocab.is_some() || batch.is_some() {
+        if vocab.is_some() || batch.is_some() || tokenizer.is_some() {
             return Err(
-                "`welt bench --e2e` takes no --vocab or --batch (it runs the byte decoder at B = 1, 3, 32)"
+                "`welt bench --e2e` takes no --vocab, --batch or --tokenizer (it runs the byte decoder at B = 1, 3, 32)"
                     .into(),
             );
         }
@@ -479,6 +490,29 @@ fn bench(mut parser: lexopt::Parser) -> Result<()> {
             json: opts.json,
             quick: opts.quick,
         });
+    }
+    if let Some(path) = tokenizer {
+        if vocab.is_some() {
+            return Err("--vocab and --tokenizer name two vocabularies; give one".into());
+        }
+        let spec = dec.spec()?;
+        let vocab = spec.vocab.len();
+        let batch = batch.unwrap_or(32);
+        if batch.saturating_mul(vocab) > BENCH_MAX_LOGITS {
+            return Err(format!(
+                "--batch {batch} x {vocab} tokens is {} logits per step; at most {BENCH_MAX_LOGITS} (1 GiB of f32)",
+                batch.saturating_mul(vocab)
+            )
+            .into());
+        }
+        let o = welt::bench::large::Options {
+            vocab,
+            tokenizer: Some((path.display().to_string(), spec)),
+            batch,
+            json: opts.json,
+            quick: opts.quick,
+        };
+        return welt::bench::large::run(&o);
     }
     if let Some(vocab) = vocab {
         let batch = batch.unwrap_or(32);
@@ -491,6 +525,7 @@ fn bench(mut parser: lexopt::Parser) -> Result<()> {
         }
         let o = welt::bench::large::Options {
             vocab,
+            tokenizer: None,
             batch,
             json: opts.json,
             quick: opts.quick,

@@ -531,12 +531,80 @@ fn bench_refuses_out_of_range_and_unused_options() {
         (&["bench", "--e2e", "--batch", "3"], &["--e2e", "--batch"]),
         (&["bench", "--frobnicate"], &["--frobnicate"]),
         (&["bench", "extra"], &["extra"]),
+        (
+            &[
+                "bench",
+                "--tokenizer",
+                "tests/fixtures/bpe_bytelevel.json",
+                "--vocab",
+                "1000",
+            ],
+            &["--vocab", "--tokenizer"],
+        ),
+        (
+            &[
+                "bench",
+                "--e2e",
+                "--tokenizer",
+                "tests/fixtures/bpe_bytelevel.json",
+            ],
+            &["--e2e", "--tokenizer"],
+        ),
+        (&["bench", "--max-word-len", "8"], &["need --tokenizer"]),
+        (
+            &["bench", "--tokenizer", "tests/fixtures/missing.json"],
+            &["missing.json"],
+        ),
         (&["gpu-check", "--frobnicate"], &["--frobnicate"]),
     ] {
         let out = welt_within(args, limit);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out.stderr));
         assert_fails_with(&out, needles, &format!("{args:?}"));
     }
+}
+
+/// `welt bench --tokenizer FILE` runs the large-vocabulary bench on that file's vocabulary:
+/// its size, its name and the word-start and mid-word figures, with the runs to write that
+/// the file's masks imply (a word start allows more than mid-word).
+#[test]
+fn bench_runs_on_a_tokenizer_file() {
+    let out = welt_within(
+        &[
+            "bench",
+            "--tokenizer",
+            "tests/fixtures/bpe_bytelevel.json",
+            "--quick",
+            "--json",
+            "--batch",
+            "2",
+        ],
+        std::time::Duration::from_secs(300),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(&text(&out.stdout)).expect("JSON");
+    let r = &v["results"][0];
+    let tokens = serde_json::from_str::<serde_json::Value>(
+        &std::fs::read_to_string("tests/fixtures/bpe_bytelevel.json").unwrap(),
+    )
+    .unwrap()["model"]["vocab"]
+        .as_object()
+        .unwrap()
+        .len();
+    assert!(r["vocab"].as_u64().unwrap() as usize >= tokens, "{r}");
+    assert_eq!(r["batch"], 2);
+    assert!(
+        r["vocabulary"].as_str().unwrap().ends_with("bpe_bytelevel.json"),
+        "{r}"
+    );
+    assert!(
+        r["allowed_word_start"].as_u64() > r["allowed_mid_word"].as_u64(),
+        "{r}"
+    );
+    assert!(
+        r["dirty_runs_word_start"].as_u64() < r["dirty_runs_mid_word"].as_u64(),
+        "{r}"
+    );
+    assert!(r["mask_ns_per_row_word_start"].as_f64().unwrap() > 0.0, "{r}");
 }
 
 /// `welt query`'s documented line limit (`welt::query::MAX_LINE_BYTES`, 1 MiB before the newline).
