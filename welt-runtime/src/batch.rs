@@ -1,6 +1,6 @@
 //! A batch of words generated side by side on the CPU.
 
-use crate::cpu::Vector;
+use crate::cpu::Avx512;
 use crate::error::{Error, ErrorKind};
 use crate::mask::{mask_one_row, min_logits_len, Logit, MaskRows};
 use crate::sequence::walk_prefix;
@@ -49,9 +49,8 @@ pub struct WordBatch<'t> {
     /// `B x V`, the length of contiguous logits (`None` past `usize`: no buffer has it),
     /// computed once so that `apply_mask` checks the size with one comparison.
     logits_len: Option<usize>,
-    /// The CPU's widest vector code for the mask (AVX-512's masked stores, AVX2's 32-byte
-    /// stores), detected once.
-    vector: Vector,
+    /// The CPU's AVX-512, detected once: the mask's masked stores run when this is `Some`.
+    avx: Option<Avx512>,
     /// The forbidden tokens of the states that forbid few (a large vocabulary's word start),
     /// as lists: such a row is masked with one store per forbidden token.
     sparse: Option<SparseMasks>,
@@ -76,7 +75,7 @@ impl<'t> WordBatch<'t> {
         if batch_size == 0 {
             return Err(Error::new(ErrorKind::EmptyBatch));
         }
-        let vector = Vector::detect();
+        let avx = Avx512::detect();
         Ok(WordBatch {
             tables,
             max_len: u32::from(tables.max_word_len()),
@@ -87,9 +86,9 @@ impl<'t> WordBatch<'t> {
             running: batch_size,
             entries: rows(0, batch_size)?,
             logits_len: batch_size.checked_mul(tables.vocab_size()),
-            vector,
+            avx,
             sparse: SparseMasks::new(&tables),
-            simd: gather_for(vector.avx512(), &tables, batch_size),
+            simd: gather_for(avx, &tables, batch_size),
         })
     }
 
@@ -175,7 +174,7 @@ impl<'t> WordBatch<'t> {
                 if !done {
                     let at = row * row_stride;
                     if let Some(l) = logits.get_mut(at..at + v) {
-                        mask_state(self.vector, self.sparse.as_ref(), &self.tables, l, state);
+                        mask_state(self.avx, self.sparse.as_ref(), &self.tables, l, state);
                     }
                 }
             }
@@ -189,7 +188,7 @@ impl<'t> WordBatch<'t> {
             stride: row_stride,
             sparse: self.sparse.as_ref(),
         };
-        crate::mask::mask_rows(self.vector, logits, v, rows);
+        crate::mask::mask_rows(self.avx, logits, v, rows);
     }
 
     /// One whole decoding step in one call: masks the `[B x V]` logits of every running row
@@ -287,7 +286,7 @@ impl<'t> WordBatch<'t> {
         }
         // Each running row masked, chosen and looked up in turn (pass 1 of `advance`, with
         // nothing changed until every token is known to be valid), then pass 2.
-        let (tables, vector, sparse, vocab) = (&self.tables, self.vector, self.sparse.as_ref(), v as u32);
+        let (tables, avx, sparse, vocab) = (&self.tables, self.avx, self.sparse.as_ref(), v as u32);
         let mut bad_at = usize::MAX;
         for (row, (((token, entry), &state), &done)) in tokens
             .iter_mut()
@@ -300,7 +299,7 @@ impl<'t> WordBatch<'t> {
             let (false, Some(l)) = (done, logits.get_mut(at..at + v)) else {
                 continue;
             };
-            mask_state(vector, sparse, tables, l, state);
+            mask_state(avx, sparse, tables, l, state);
             let t = choose(row, l);
             *token = t;
             let in_range = t < vocab;
@@ -402,7 +401,7 @@ impl<'t> WordBatch<'t> {
             return Ok(self.running);
         };
         if !finished {
-            mask_state(self.vector, self.sparse.as_ref(), &self.tables, l, state);
+            mask_state(self.avx, self.sparse.as_ref(), &self.tables, l, state);
             if let Some(token) = tokens.first_mut() {
                 *token = choose(0, l);
             }
@@ -580,7 +579,7 @@ const SMALL_BATCH: usize = 16;
 /// one, else through its bitset.
 #[inline(always)]
 fn mask_state<L: Logit>(
-    vector: Vector,
+    avx: Option<Avx512>,
     sparse: Option<&SparseMasks>,
     tables: &Tables<'_>,
     row: &mut [L],
@@ -588,7 +587,7 @@ fn mask_state<L: Logit>(
 ) {
     match sparse.and_then(|s| s.get(state)) {
         Some(ids) => mask_listed(row, ids),
-        None => mask_one_row(vector, row, row_mask(tables, state)),
+        None => mask_one_row(avx, row, row_mask(tables, state)),
     }
 }
 
@@ -640,7 +639,7 @@ mod tests {
             }
             let mut slow = fast.clone();
             slow.simd = None;
-            slow.vector = Vector::Portable;
+            slow.avx = None;
             for step in 0..400 {
                 let mut tokens: Vec<u32> = (0..b)
                     .map(|r| {

@@ -2,12 +2,12 @@
 //! one loop of stores, one per forbidden token.
 //!
 //! At a word start a large vocabulary allows nearly everything (Llama 3: 127,052 of 128,256
-//! tokens), and what it forbids is scattered: Llama 3's 1,204 forbidden tokens sit in 35 % of
-//! the row's 64-token words. The bitset paths test every word and, in each word that forbids
-//! anything, loop over its bits, a loop whose length changes from word to word: a branch
-//! mispredicted in most of those words, which costs more than the stores (measured: 57 % of
-//! the floor at B = 1 on an AVX2 CPU, for writes to 11 % of the row's cache lines). A list
-//! is one loop the branch predictor gets right, so the mask costs what it forbids.
+//! tokens), and what it forbids is scattered: Llama 3's 1,204 forbidden tokens sit in a third
+//! of the row's 64-token words. The bitset paths test every word and, in each word that
+//! forbids anything, loop over its bits (or its 16-token groups), a loop whose length changes
+//! from word to word: a branch mispredicted in most of those words, which costs more than the
+//! stores. A list is one loop the branch predictor gets right, so the mask costs what it
+//! forbids (the README has the numbers: `welt bench --tokenizer`).
 
 use crate::mask::Logit;
 use crate::tables::Tables;
