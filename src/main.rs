@@ -25,7 +25,7 @@ const QUERY_USAGE: &str = "    welt query [TOKENIZER OPTIONS] [FILE]
         from FILE or stdin, and print, for each, the mask, stop flag and reachability after it.
 ";
 
-/// The decoder options of `tables` and `query`.
+/// The decoder options of `tables`, `query` and `bench --tokenizer`.
 const TOKENIZER_OPTIONS: &str = "\
 TOKENIZER OPTIONS:
     --tokenizer FILE      a Hugging Face tokenizer.json (byte-level BPE, byte-fallback BPE or
@@ -50,7 +50,7 @@ const DEMO_USAGE: &str = "    welt demo [--prompt TEXT] [--words N] [--batch B] 
         (default 4294967296); a larger --batch is refused with the bytes it would need.
 ";
 
-/// `welt bench`, its three modes.
+/// `welt bench`, its four modes.
 const BENCH_USAGE: &str = "    welt bench [--json] [--quick]
         CPU cost per decoding step of mask + advance + stop, beside a Rust port of the
         reference algorithm and the floor (one pass writing every logit); B = 1, 3, 32, 256.
@@ -101,7 +101,7 @@ fn usage(command: Option<&str>) -> Option<String> {
             let (_, text) = COMMANDS.iter().find(|(n, _)| *n == name)?;
             s.push_str("USAGE:\n");
             s.push_str(text);
-            if matches!(name, "tables" | "query") {
+            if matches!(name, "tables" | "query" | "bench") {
                 s.push('\n');
                 s.push_str(TOKENIZER_OPTIONS);
             }
@@ -448,10 +448,10 @@ fn demo(mut parser: lexopt::Parser) -> Result<()> {
 /// The largest `--vocab` of `welt bench`: 4x the largest real vocabularies (Gemma 3: 262,144),
 /// so that the synthetic tokenizer and its tables stay within a few GB.
 const BENCH_MAX_VOCAB: usize = 1 << 20;
-/// The largest `--batch` of `welt bench --vocab`.
+/// The largest `--batch` of `welt bench --vocab` and `--tokenizer`.
 const BENCH_MAX_BATCH: usize = 4096;
-/// The most logits (`--batch` x `--vocab`) one step of `welt bench --vocab` may hold: 1 GiB of
-/// `f32`.
+/// The most logits (`--batch` x the vocabulary) one step of `welt bench --vocab` or
+/// `--tokenizer` may hold: 1 GiB of `f32`.
 const BENCH_MAX_LOGITS: usize = 1 << 28;
 
 fn bench(mut parser: lexopt::Parser) -> Result<()> {
@@ -476,13 +476,10 @@ fn bench(mut parser: lexopt::Parser) -> Result<()> {
         }
     }
     let tokenizer = dec.options.tokenizer.clone();
-    if tokenizer.is_none() && !dec.is_default() {
-        return Err("the tokenizer options of `welt bench` need --tokenizer".into());
-    }
     if e2e {
-        if vocab.is_some() || batch.is_some() || tokenizer.is_some() {
+        if vocab.is_some() || batch.is_some() || !dec.is_default() {
             return Err(
-                "`welt bench --e2e` takes no --vocab, --batch or --tokenizer (it runs the byte decoder at B = 1, 3, 32)"
+                "`welt bench --e2e` takes no --vocab, --batch or tokenizer options (it runs the byte decoder at B = 1, 3, 32)"
                     .into(),
             );
         }
@@ -490,6 +487,9 @@ fn bench(mut parser: lexopt::Parser) -> Result<()> {
             json: opts.json,
             quick: opts.quick,
         });
+    }
+    if tokenizer.is_none() && !dec.is_default() {
+        return Err("the tokenizer options of `welt bench` need --tokenizer".into());
     }
     if let Some(path) = tokenizer {
         if vocab.is_some() {
@@ -533,7 +533,9 @@ fn bench(mut parser: lexopt::Parser) -> Result<()> {
         return welt::bench::large::run(&o);
     }
     if batch.is_some() {
-        return Err("--batch needs --vocab (`welt bench` alone runs B = 1, 3, 32, 256)".into());
+        return Err(
+            "--batch needs --vocab or --tokenizer (`welt bench` alone runs B = 1, 3, 32, 256)".into(),
+        );
     }
     welt::bench::run(&opts)
 }

@@ -548,7 +548,11 @@ fn bench_refuses_out_of_range_and_unused_options() {
                 "--tokenizer",
                 "tests/fixtures/bpe_bytelevel.json",
             ],
-            &["--e2e", "--tokenizer"],
+            &["--e2e", "tokenizer options"],
+        ),
+        (
+            &["bench", "--e2e", "--max-word-len", "8"],
+            &["--e2e", "tokenizer options"],
         ),
         (&["bench", "--max-word-len", "8"], &["need --tokenizer"]),
         (

@@ -1,7 +1,7 @@
-//! `welt bench --vocab N`: the per-token CPU cost for a large vocabulary — a synthetic
-//! byte-level BPE of N tokens (default 131072), or with `--tokenizer FILE` a real one, B = 32
-//! — side by side in one run with the
-//! floor (one pass writing every logit of the batch) and with the default 256-token decoder:
+//! `welt bench --vocab N` and `welt bench --tokenizer FILE`: the per-token CPU cost for a
+//! large vocabulary (a synthetic byte-level BPE of N tokens, or a real tokenizer's), B = 32 by
+//! default, side by side in one run with the floor (one pass writing every logit of the batch)
+//! and with the default 256-token decoder:
 //!
 //! - the state step must stay O(1): ns per row for `advance` with N tokens against 256;
 //! - the mask must cost what it forbids: at a word start (nearly every token allowed) at most

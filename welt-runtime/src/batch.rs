@@ -7,6 +7,7 @@ use crate::sequence::walk_prefix;
 use crate::sparse::{mask_listed, SparseMasks};
 use crate::tables::{split, Mask, Tables, DEAD};
 use crate::Decoder;
+use std::sync::Arc;
 
 mod passes;
 
@@ -52,8 +53,8 @@ pub struct WordBatch<'t> {
     /// The CPU's AVX-512, detected once: the mask's masked stores run when this is `Some`.
     avx: Option<Avx512>,
     /// The forbidden tokens of the states that forbid few (a large vocabulary's word start),
-    /// as lists: such a row is masked with one store per forbidden token.
-    sparse: Option<SparseMasks>,
+    /// as lists: such a row is masked with one store per forbidden token. Shared by clones.
+    sparse: Option<Arc<SparseMasks>>,
     /// `advance` and `restart_finished` run their AVX-512 twins when this is `Some`: a CPU
     /// with AVX-512, tables whose offsets fit the gathers, and 16 rows or more.
     simd: Option<Simd<'t>>,
@@ -87,7 +88,7 @@ impl<'t> WordBatch<'t> {
             entries: rows(0, batch_size)?,
             logits_len: batch_size.checked_mul(tables.vocab_size()),
             avx,
-            sparse: SparseMasks::new(&tables),
+            sparse: SparseMasks::new(&tables).map(Arc::new),
             simd: gather_for(avx, &tables, batch_size),
         })
     }
@@ -174,7 +175,7 @@ impl<'t> WordBatch<'t> {
                 if !done {
                     let at = row * row_stride;
                     if let Some(l) = logits.get_mut(at..at + v) {
-                        mask_state(self.avx, self.sparse.as_ref(), &self.tables, l, state);
+                        mask_state(self.avx, self.sparse.as_deref(), &self.tables, l, state);
                     }
                 }
             }
@@ -186,7 +187,7 @@ impl<'t> WordBatch<'t> {
             masks: self.tables.masks,
             width: self.tables.mask_bytes(),
             stride: row_stride,
-            sparse: self.sparse.as_ref(),
+            sparse: self.sparse.as_deref(),
         };
         crate::mask::mask_rows(self.avx, logits, v, rows);
     }
@@ -286,7 +287,7 @@ impl<'t> WordBatch<'t> {
         }
         // Each running row masked, chosen and looked up in turn (pass 1 of `advance`, with
         // nothing changed until every token is known to be valid), then pass 2.
-        let (tables, avx, sparse, vocab) = (&self.tables, self.avx, self.sparse.as_ref(), v as u32);
+        let (tables, avx, sparse, vocab) = (&self.tables, self.avx, self.sparse.as_deref(), v as u32);
         let mut bad_at = usize::MAX;
         for (row, (((token, entry), &state), &done)) in tokens
             .iter_mut()
@@ -401,7 +402,7 @@ impl<'t> WordBatch<'t> {
             return Ok(self.running);
         };
         if !finished {
-            mask_state(self.avx, self.sparse.as_ref(), &self.tables, l, state);
+            mask_state(self.avx, self.sparse.as_deref(), &self.tables, l, state);
             if let Some(token) = tokens.first_mut() {
                 *token = choose(0, l);
             }
@@ -875,84 +876,109 @@ mod tests {
         step_equals_split(Tables::from_bytes(&blob).unwrap());
     }
 
-    /// A vocabulary whose word start is listed (`SparseMasks`): `apply_mask` and `step`, row by
-    /// row (B = 1, 3) and by the batch path (B = 32), write exactly each row's bitset mask, bit
-    /// for bit, with rows at the word start (listed), mid-character (not listed) and after a
-    /// letter, and finished rows left alone.
+    /// Vocabularies whose word start is listed (`SparseMasks`; V = 5,000, whose last mask word
+    /// is partial, and 8,192): `apply_mask` and `step`, row by row (B = 1, 3) and by the batch
+    /// path (B = 16, 32), write exactly each row's bitset mask, bit for bit, with rows at the
+    /// word start (listed), mid-character (not listed) and after a letter, and finished rows
+    /// left alone. And they read the lists: with the word start's list short of its first
+    /// token, every row at the word start keeps that token's logit.
     #[test]
     fn listed_states_mask_as_their_bitsets() {
-        let owned = crate::sparse::sparse_start_tables(8192);
-        let t = owned.as_tables();
-        let sparse = SparseMasks::new(&t).expect("lists");
-        assert!(sparse.get(t.start()).is_some(), "the word start is listed");
-        let v = t.vocab_size();
+        let bits = |x: &[f32]| x.iter().map(|y| y.to_bits()).collect::<Vec<_>>();
         let mut z = 0x9E37_79B9_7F4A_7C15u64;
-        for b in [1usize, 3, 16, 32] {
-            let mut batch = WordBatch::new(t, b).unwrap();
-            assert!(batch.sparse.is_some());
-            // Row r: r % 4 == 0 at the word start, 1 after the lead byte 0xC3, 2 after "a",
-            // 3 finished by EOS.
-            let mut tokens: Vec<u32> = (0..b)
-                .map(|r| match r % 4 {
-                    0 => t.pad(),
-                    1 => 0xC3,
-                    2 => u32::from(b'a'),
-                    _ => v as u32 - 1,
-                })
-                .collect();
-            let keep: Vec<bool> = (0..b).map(|r| r % 4 != 0).collect();
-            for (r, k) in keep.iter().enumerate() {
-                if !k {
-                    // A row that stays at the word start: give it a token and restart it.
-                    tokens[r] = u32::from(b'x');
-                }
-            }
-            batch.advance(&mut tokens).unwrap();
-            for (r, k) in keep.iter().enumerate() {
-                if !k {
+        for n in [5000usize, 8192] {
+            let owned = crate::sparse::sparse_start_tables(n);
+            let t = owned.as_tables();
+            let v = t.vocab_size();
+            assert_eq!(v, n);
+            let sparse = SparseMasks::new(&t).expect("lists");
+            let first = sparse.get(t.start()).expect("the word start is listed")[0] as usize;
+            for b in [1usize, 3, 16, 32] {
+                let mut batch = WordBatch::new(t, b).unwrap();
+                assert!(batch.sparse.is_some());
+                // Row r: r % 4 == 0 at the word start (a word written and restarted), 1 after
+                // the lead byte 0xC3, 2 after "a", 3 finished by EOS.
+                let mut tokens: Vec<u32> = (0..b)
+                    .map(|r| match r % 4 {
+                        0 => u32::from(b'x'),
+                        1 => 0xC3,
+                        2 => u32::from(b'a'),
+                        _ => v as u32 - 1,
+                    })
+                    .collect();
+                batch.advance(&mut tokens).unwrap();
+                for r in (0..b).filter(|r| r % 4 == 0) {
                     batch.reset_row(r).unwrap();
                 }
-            }
-            let states = batch.states().to_vec();
-            let finished = batch.finished().to_vec();
-            assert!(states.iter().any(|&s| sparse.get(s).is_some()));
-            if b > 1 {
-                assert!(states
-                    .iter()
-                    .zip(&finished)
-                    .any(|(&s, &f)| !f && sparse.get(s).is_none()));
-            }
-            let logits: Vec<f32> = (0..b * v)
-                .map(|_| (xorshift(&mut z) % 1000) as f32 / 100.0)
-                .collect();
-            let mut want = logits.clone();
-            for r in (0..b).filter(|&r| !finished[r]) {
-                let mask = t.mask(states[r]);
-                for (tok, x) in want[r * v..(r + 1) * v].iter_mut().enumerate() {
-                    if !mask.allows(tok as u32) {
-                        *x = f32::NEG_INFINITY;
+                let states = batch.states().to_vec();
+                let finished = batch.finished().to_vec();
+                assert!(states.iter().any(|&s| s == t.start()));
+                if b > 1 {
+                    assert!(states
+                        .iter()
+                        .zip(&finished)
+                        .any(|(&s, &f)| !f && sparse.get(s).is_none()));
+                }
+                let logits: Vec<f32> = (0..b * v)
+                    .map(|_| (xorshift(&mut z) % 1000) as f32 / 100.0)
+                    .collect();
+                let mut want = logits.clone();
+                for r in (0..b).filter(|&r| !finished[r]) {
+                    let mask = t.mask(states[r]);
+                    for (tok, x) in want[r * v..(r + 1) * v].iter_mut().enumerate() {
+                        if !mask.allows(tok as u32) {
+                            *x = f32::NEG_INFINITY;
+                        }
                     }
                 }
-            }
-            let bits = |x: &[f32]| x.iter().map(|y| y.to_bits()).collect::<Vec<_>>();
-            let mut got = logits.clone();
-            batch.apply_mask(&mut got).unwrap();
-            assert!(bits(&got) == bits(&want), "apply_mask, B = {b}");
-            let mut got = logits.clone();
-            let mut seen = vec![false; b];
-            let mut out = vec![0u32; b];
-            batch
-                .step(&mut got, &mut out, |row, masked| {
-                    seen[row] = true;
-                    assert!(
-                        bits(masked) == bits(&want[row * v..(row + 1) * v]),
-                        "step, B = {b}, row {row}"
+                let choose = |row: usize| t.mask(states[row]).iter().next().unwrap_or(0);
+                let mut got = logits.clone();
+                batch.apply_mask(&mut got).unwrap();
+                assert!(bits(&got) == bits(&want), "apply_mask, V = {v}, B = {b}");
+                let mut stepped = logits.clone();
+                let mut seen = vec![false; b];
+                let mut out = vec![0u32; b];
+                batch
+                    .clone()
+                    .step(&mut stepped, &mut out, |row, masked| {
+                        seen[row] = true;
+                        assert!(
+                            bits(masked) == bits(&want[row * v..(row + 1) * v]),
+                            "step, V = {v}, B = {b}, row {row}"
+                        );
+                        choose(row)
+                    })
+                    .unwrap();
+                assert!(bits(&stepped) == bits(&want), "step, V = {v}, B = {b}");
+                assert_eq!(seen, finished.iter().map(|f| !f).collect::<Vec<_>>());
+
+                let mut tampered = batch.clone();
+                Arc::make_mut(tampered.sparse.as_mut().unwrap()).drop_first(t.start());
+                let mut masked = logits.clone();
+                tampered.apply_mask(&mut masked).unwrap();
+                let mut stepped = logits.clone();
+                tampered
+                    .step(&mut stepped, &mut out, |row, _| choose(row))
+                    .unwrap();
+                for r in 0..b {
+                    let at = r * v + first;
+                    let expect = if !finished[r] && states[r] == t.start() {
+                        logits[at]
+                    } else {
+                        want[at]
+                    };
+                    assert_eq!(
+                        masked[at].to_bits(),
+                        expect.to_bits(),
+                        "V = {v}, B = {b}, row {r}"
                     );
-                    t.mask(states[row]).iter().next().unwrap_or(0)
-                })
-                .unwrap();
-            assert!(bits(&got) == bits(&want), "step, B = {b}");
-            assert_eq!(seen, finished.iter().map(|f| !f).collect::<Vec<_>>());
+                    assert_eq!(
+                        stepped[at].to_bits(),
+                        expect.to_bits(),
+                        "step, V = {v}, B = {b}, row {r}"
+                    );
+                }
+            }
         }
     }
 

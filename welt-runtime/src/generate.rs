@@ -82,10 +82,8 @@ impl Constraint for WordBatch<'_> {
         WordBatch::reset(self)
     }
     fn set_prefix(&mut self, prefix: &[u32]) -> Result<(), Error> {
-        // Validate once on row 0, so that an invalid prefix changes nothing.
-        let mut probe = WordBatch::new(*self.tables(), 1)?;
-        probe.set_max_word_len(self.max_word_len())?;
-        probe.set_prefix(0, prefix)?;
+        // Validate once, so that an invalid prefix changes nothing.
+        crate::sequence::walk_prefix(self.tables(), prefix, self.max_word_len())?;
         for row in 0..WordBatch::batch_size(self) {
             WordBatch::set_prefix(self, row, prefix)?;
         }

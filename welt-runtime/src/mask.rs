@@ -130,7 +130,8 @@ impl MaskRows<'_> {
 /// line). Elsewhere, the portable [`mask_row`], which skips the 64-token words that forbid
 /// nothing. So on a long row the cost follows the forbidden tokens, not V (`welt bench
 /// --vocab N` times the mask at a word start, nearly all allowed, and mid-word, nearly all
-/// forbidden).
+/// forbidden). A row whose state `rows.sparse` lists (one that forbids few tokens) is masked
+/// from its list instead, on every path: one store per forbidden token.
 #[inline]
 pub(crate) fn mask_rows<L: Logit>(avx: Option<Avx512>, logits: &mut [L], v: usize, rows: MaskRows<'_>) {
     if let Some(avx) = avx {
