@@ -491,41 +491,30 @@ fn bench(mut parser: lexopt::Parser) -> Result<()> {
     if tokenizer.is_none() && !dec.is_default() {
         return Err("the tokenizer options of `welt bench` need --tokenizer".into());
     }
-    if let Some(path) = tokenizer {
-        if vocab.is_some() {
+    use welt::bench::large::Vocabulary;
+    let vocabulary = match (tokenizer, vocab) {
+        (Some(_), Some(_)) => {
             return Err("--vocab and --tokenizer name two vocabularies; give one".into());
         }
-        let spec = dec.spec()?;
-        let vocab = spec.vocab.len();
-        let batch = batch.unwrap_or(32);
-        if batch.saturating_mul(vocab) > BENCH_MAX_LOGITS {
-            return Err(format!(
-                "--batch {batch} x {vocab} tokens is {} logits per step; at most {BENCH_MAX_LOGITS} (1 GiB of f32)",
-                batch.saturating_mul(vocab)
-            )
-            .into());
-        }
-        let o = welt::bench::large::Options {
-            vocab,
-            tokenizer: Some((path.display().to_string(), spec)),
-            batch,
-            json: opts.json,
-            quick: opts.quick,
+        (Some(path), None) => Some(Vocabulary::Tokenizer(path.display().to_string(), dec.spec()?)),
+        (None, Some(n)) => Some(Vocabulary::Synthetic(n)),
+        (None, None) => None,
+    };
+    if let Some(vocabulary) = vocabulary {
+        let (tokens, what) = match &vocabulary {
+            Vocabulary::Synthetic(n) => (*n, format!("--vocab {n}")),
+            Vocabulary::Tokenizer(_, spec) => (spec.vocab.len(), format!("{} tokens", spec.vocab.len())),
         };
-        return welt::bench::large::run(&o);
-    }
-    if let Some(vocab) = vocab {
         let batch = batch.unwrap_or(32);
-        if batch * vocab > BENCH_MAX_LOGITS {
+        if batch.saturating_mul(tokens) > BENCH_MAX_LOGITS {
             return Err(format!(
-                "--batch {batch} x --vocab {vocab} is {} logits per step; at most {BENCH_MAX_LOGITS} (1 GiB of f32)",
-                batch * vocab
+                "--batch {batch} x {what} is {} logits per step; at most {BENCH_MAX_LOGITS} (1 GiB of f32)",
+                batch.saturating_mul(tokens)
             )
             .into());
         }
         let o = welt::bench::large::Options {
-            vocab,
-            tokenizer: None,
+            vocabulary,
             batch,
             json: opts.json,
             quick: opts.quick,

@@ -34,13 +34,20 @@ use welt_runtime::{Decoder, OwnedTables, Tables, WordBatch};
 /// The byte whose token puts a row mid-word: the lead of a three-byte character.
 const MID_WORD_BYTE: u8 = 0xE4;
 
+/// The vocabulary the bench runs on.
+#[derive(Debug, Clone)]
+pub enum Vocabulary {
+    /// The synthetic byte-level BPE of this many tokens (`--vocab N`).
+    Synthetic(usize),
+    /// A real tokenizer's (`--tokenizer FILE`): its name for the report, and its decoder.
+    Tokenizer(String, kernels_gen::DecoderSpec),
+}
+
 /// Options of `welt bench --vocab N` and `welt bench --tokenizer FILE`.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Vocabulary size of the synthetic byte-level BPE (ignored with `tokenizer`).
-    pub vocab: usize,
-    /// A real vocabulary instead of the synthetic one: its name for the report and its spec.
-    pub tokenizer: Option<(String, kernels_gen::DecoderSpec)>,
+    /// The vocabulary.
+    pub vocabulary: Vocabulary,
     /// Rows.
     pub batch: usize,
     /// JSON output.
@@ -176,6 +183,9 @@ struct StateMask {
     dirty_runs: usize,
     /// ns per step (B rows) of `apply_mask`.
     ns: f64,
+    /// ns per step of the same rows masked one by one through their bitset
+    /// (`Mask::apply`), the path without the lists of forbidden tokens.
+    bitset_ns: f64,
 }
 
 /// Times `apply_mask` with every row in the state that `prefix` (tokens from the start state)
@@ -210,29 +220,37 @@ fn measure_state(
         }
         Ok(())
     })?;
+    let bitset_ns = time_ns(rounds, steps, || {
+        for _ in 0..steps {
+            for row in black_box(&mut *logits).chunks_exact_mut(v) {
+                mask.apply(row)?;
+            }
+        }
+        Ok(())
+    })?;
     Ok(StateMask {
         state,
         allowed: mask.count(),
         dirty_runs,
         ns,
+        bitset_ns,
     })
 }
 
 /// Runs the benchmark.
 pub fn run(o: &Options) -> Result<(), Box<dyn Error>> {
-    let (what, spec) = match &o.tokenizer {
-        Some((name, spec)) => (name.clone(), spec.clone()),
-        None => {
-            let json_text = kernels_gen::synthetic::byte_level_bpe_json(o.vocab, 1);
+    let synthetic;
+    let (what, spec) = match &o.vocabulary {
+        Vocabulary::Tokenizer(name, spec) => (name.as_str(), spec),
+        Vocabulary::Synthetic(n) => {
+            let json_text = kernels_gen::synthetic::byte_level_bpe_json(*n, 1);
             let vocab = kernels_gen::tokenizer::load_str(
-                &format!("synthetic-{}.json", o.vocab),
+                &format!("synthetic-{n}.json"),
                 &json_text,
                 &Default::default(),
             )?;
-            (
-                "synthetic byte-level BPE".to_string(),
-                kernels_gen::DecoderSpec::new(vocab),
-            )
+            synthetic = kernels_gen::DecoderSpec::new(vocab);
+            ("synthetic byte-level BPE", &synthetic)
         }
     };
     let mid_word_token = spec
@@ -244,7 +262,7 @@ pub fn run(o: &Options) -> Result<(), Box<dyn Error>> {
             format!("{what}: no token of the single byte {MID_WORD_BYTE:#04X} to go mid-word with")
         })?;
     let mid_word_token = u32::try_from(mid_word_token)?;
-    let generated = kernels_gen::generate(&spec)?;
+    let generated = kernels_gen::generate(spec)?;
     let owned = OwnedTables::from_bytes(generated.to_blob())?;
     let big = owned.as_tables();
     let vocab = big.vocab_size();
@@ -263,10 +281,12 @@ pub fn run(o: &Options) -> Result<(), Box<dyn Error>> {
         "floor_ns_per_row": large.floor / b,
         "mask_speed_vs_floor": large.floor / large.mask,
         "mask_ns_per_row_word_start": word_start.ns / b,
+        "mask_ns_per_row_word_start_bitset": word_start.bitset_ns / b,
         "mask_word_start_vs_floor": word_start.ns / large.floor,
         "allowed_word_start": word_start.allowed,
         "dirty_runs_word_start": word_start.dirty_runs,
         "mask_ns_per_row_mid_word": mid_word.ns / b,
+        "mask_ns_per_row_mid_word_bitset": mid_word.bitset_ns / b,
         "mask_mid_word_vs_floor": mid_word.ns / large.floor,
         "allowed_mid_word": mid_word.allowed,
         "dirty_runs_mid_word": mid_word.dirty_runs,
@@ -330,16 +350,21 @@ pub fn run(o: &Options) -> Result<(), Box<dyn Error>> {
         ),
     ] {
         println!(
-            "  {what:<27} state {:>5}: {:>6} tokens allowed, {:>5} of {} 16-token runs to write; mask {:>8.1} ns/row = {:>5.1} % of the floor ({:.1} ns/row)",
+            "  {what:<27} state {:>5}: {:>6} tokens allowed, {:>5} of {} 16-token runs to write; mask {:>8.1} ns/row = {:>5.1} % of the floor ({:.1} ns/row); through the bitset alone {:>8.1} ns/row = {:>5.1} %",
             m.state,
             m.allowed,
             m.dirty_runs,
             vocab.div_ceil(16),
             m.ns / b,
             100.0 * m.ns / large.floor,
-            large.floor / b
+            large.floor / b,
+            m.bitset_ns / b,
+            100.0 * m.bitset_ns / large.floor,
         );
     }
+    println!(
+        "(the bitset alone: each row through `Mask::apply`, without the lists of forbidden tokens that `WordBatch` keeps for states that forbid few)"
+    );
     println!(
         "(target: at a word start at most 10 % of the floor; no mask can write fewer cache lines than the runs to write, {:.0} % of the row here)",
         100.0 * word_start.dirty_runs as f64 / vocab.div_ceil(16) as f64
