@@ -496,7 +496,10 @@ fn bench(mut parser: lexopt::Parser) -> Result<()> {
         (Some(_), Some(_)) => {
             return Err("--vocab and --tokenizer name two vocabularies; give one".into());
         }
-        (Some(path), None) => Some(Vocabulary::Tokenizer(path.display().to_string(), dec.spec()?)),
+        (Some(path), None) => Some(Vocabulary::Tokenizer(
+            path.display().to_string(),
+            Box::new(dec.spec()?),
+        )),
         (None, Some(n)) => Some(Vocabulary::Synthetic(n)),
         (None, None) => None,
     };

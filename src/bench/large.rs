@@ -40,7 +40,7 @@ pub enum Vocabulary {
     /// The synthetic byte-level BPE of this many tokens (`--vocab N`).
     Synthetic(usize),
     /// A real tokenizer's (`--tokenizer FILE`): its name for the report, and its decoder.
-    Tokenizer(String, kernels_gen::DecoderSpec),
+    Tokenizer(String, Box<kernels_gen::DecoderSpec>),
 }
 
 /// Options of `welt bench --vocab N` and `welt bench --tokenizer FILE`.
@@ -241,7 +241,7 @@ fn measure_state(
 pub fn run(o: &Options) -> Result<(), Box<dyn Error>> {
     let synthetic;
     let (what, spec) = match &o.vocabulary {
-        Vocabulary::Tokenizer(name, spec) => (name.as_str(), spec),
+        Vocabulary::Tokenizer(name, spec) => (name.as_str(), &**spec),
         Vocabulary::Synthetic(n) => {
             let json_text = kernels_gen::synthetic::byte_level_bpe_json(*n, 1);
             let vocab = kernels_gen::tokenizer::load_str(
