@@ -4,7 +4,7 @@ use crate::cpu::Avx512;
 use crate::error::{Error, ErrorKind};
 use crate::mask::{mask_one_row, min_logits_len, Logit, MaskRows};
 use crate::sequence::walk_prefix;
-use crate::sparse::{mask_listed, SparseMasks};
+use crate::sparse::{mask_forbidden, SparseMasks};
 use crate::tables::{split, Mask, Tables, DEAD};
 use crate::Decoder;
 use std::sync::Arc;
@@ -88,7 +88,7 @@ impl<'t> WordBatch<'t> {
             entries: rows(0, batch_size)?,
             logits_len: batch_size.checked_mul(tables.vocab_size()),
             avx,
-            sparse: SparseMasks::new(&tables).map(Arc::new),
+            sparse: SparseMasks::new(&tables, avx.is_none()).map(Arc::new),
             simd: gather_for(avx, &tables, batch_size),
         })
     }
@@ -576,8 +576,8 @@ impl<'t> WordBatch<'t> {
 /// AVX-512 passes of `advance` start at the same size (one block).
 const SMALL_BATCH: usize = 16;
 
-/// Masks one running row in `state`: through its list of forbidden tokens where `sparse` has
-/// one, else through its bitset.
+/// Masks one running row in `state`: through its list or runs of forbidden tokens where
+/// `sparse` has them, else through its bitset.
 #[inline(always)]
 fn mask_state<L: Logit>(
     avx: Option<Avx512>,
@@ -587,7 +587,7 @@ fn mask_state<L: Logit>(
     state: u16,
 ) {
     match sparse.and_then(|s| s.get(state)) {
-        Some(ids) => mask_listed(row, ids),
+        Some(forbidden) => mask_forbidden(row, forbidden),
         None => mask_one_row(avx, row, row_mask(tables, state)),
     }
 }
@@ -876,108 +876,128 @@ mod tests {
         step_equals_split(Tables::from_bytes(&blob).unwrap());
     }
 
-    /// Vocabularies whose word start is listed (`SparseMasks`; V = 5,000, whose last mask word
-    /// is partial, and 8,192): `apply_mask` and `step`, row by row (B = 1, 3) and by the batch
-    /// path (B = 16, 32), write exactly each row's bitset mask, bit for bit, with rows at the
-    /// word start (listed), mid-character (not listed) and after a letter, and finished rows
-    /// left alone. And they read the lists: with the word start's list short of its first
-    /// token, every row at the word start keeps that token's logit.
+    /// Rows masked from lists and runs (`SparseMasks`) write exactly each row's bitset mask,
+    /// bit for bit, through `apply_mask` and `step`, row by row (B = 1, 3) and by the batch
+    /// path (B = 16, 32), with rows at the word start, mid-character and after a letter, and
+    /// finished rows left alone. And they read the lists and runs: with the word start's
+    /// first forbidden token left out of them, every row at the word start keeps that logit.
+    /// Lists: vocabularies whose word start forbids few (V = 5,000, whose last mask word is
+    /// partial, and 8,192); runs: the byte decoder, and those vocabularies' few-run states.
     #[test]
-    fn listed_states_mask_as_their_bitsets() {
-        let bits = |x: &[f32]| x.iter().map(|y| y.to_bits()).collect::<Vec<_>>();
-        let mut z = 0x9E37_79B9_7F4A_7C15u64;
+    fn listed_and_run_states_mask_as_their_bitsets() {
         for n in [5000usize, 8192] {
             let owned = crate::sparse::sparse_start_tables(n);
-            let t = owned.as_tables();
-            let v = t.vocab_size();
-            assert_eq!(v, n);
-            let sparse = SparseMasks::new(&t).expect("lists");
-            let first = sparse.get(t.start()).expect("the word start is listed")[0] as usize;
-            for b in [1usize, 3, 16, 32] {
-                let mut batch = WordBatch::new(t, b).unwrap();
-                assert!(batch.sparse.is_some());
-                // Row r: r % 4 == 0 at the word start (a word written and restarted), 1 after
-                // the lead byte 0xC3, 2 after "a", 3 finished by EOS.
-                let mut tokens: Vec<u32> = (0..b)
-                    .map(|r| match r % 4 {
-                        0 => u32::from(b'x'),
-                        1 => 0xC3,
-                        2 => u32::from(b'a'),
-                        _ => v as u32 - 1,
-                    })
-                    .collect();
-                batch.advance(&mut tokens).unwrap();
-                for r in (0..b).filter(|r| r % 4 == 0) {
-                    batch.reset_row(r).unwrap();
-                }
-                let states = batch.states().to_vec();
-                let finished = batch.finished().to_vec();
-                assert!(states.iter().any(|&s| s == t.start()));
-                if b > 1 {
-                    assert!(states
-                        .iter()
-                        .zip(&finished)
-                        .any(|(&s, &f)| !f && sparse.get(s).is_none()));
-                }
-                let logits: Vec<f32> = (0..b * v)
-                    .map(|_| (xorshift(&mut z) % 1000) as f32 / 100.0)
-                    .collect();
-                let mut want = logits.clone();
-                for r in (0..b).filter(|&r| !finished[r]) {
-                    let mask = t.mask(states[r]);
-                    for (tok, x) in want[r * v..(r + 1) * v].iter_mut().enumerate() {
-                        if !mask.allows(tok as u32) {
-                            *x = f32::NEG_INFINITY;
-                        }
+            for runs in [false, true] {
+                sparse_states_mask_as_their_bitsets(owned.as_tables(), runs);
+            }
+        }
+        sparse_states_mask_as_their_bitsets(Utf8Words::TABLES, true);
+        // What `WordBatch::new` builds: the byte decoder's runs where the CPU has no AVX-512.
+        let batch = WordBatch::new(Utf8Words::TABLES, 1).unwrap();
+        assert_eq!(batch.sparse.is_some(), Avx512::detect().is_none());
+    }
+
+    fn sparse_states_mask_as_their_bitsets(t: Tables<'_>, runs: bool) {
+        use crate::sparse::Forbidden;
+        let bits = |x: &[f32]| x.iter().map(|y| y.to_bits()).collect::<Vec<_>>();
+        let mut z = 0x9E37_79B9_7F4A_7C15u64;
+        let v = t.vocab_size();
+        let eos = t.eos().expect("an EOS token");
+        let sparse = SparseMasks::new(&t, runs).expect("lists or runs");
+        let first = match sparse.get(t.start()).expect("the word start has a list or runs") {
+            Forbidden::List(ids) => ids[0],
+            Forbidden::Runs(runs) => runs[0],
+        } as usize;
+        for b in [1usize, 3, 16, 32] {
+            let mut batch = WordBatch::new(t, b).unwrap();
+            batch.sparse = Some(Arc::new(sparse.clone()));
+            // Row r: r % 4 == 0 at the word start (a word written and restarted), 1 after
+            // the lead byte 0xC3, 2 after "a", 3 finished by EOS.
+            let mut tokens: Vec<u32> = (0..b)
+                .map(|r| match r % 4 {
+                    0 => u32::from(b'x'),
+                    1 => 0xC3,
+                    2 => u32::from(b'a'),
+                    _ => eos,
+                })
+                .collect();
+            batch.advance(&mut tokens).unwrap();
+            for r in (0..b).filter(|r| r % 4 == 0) {
+                batch.reset_row(r).unwrap();
+            }
+            let states = batch.states().to_vec();
+            let finished = batch.finished().to_vec();
+            assert!(states.iter().any(|&s| s == t.start()));
+            if b > 1 && !runs {
+                assert!(states
+                    .iter()
+                    .zip(&finished)
+                    .any(|(&s, &f)| !f && sparse.get(s).is_none()));
+            }
+            let logits: Vec<f32> = (0..b * v)
+                .map(|_| (xorshift(&mut z) % 1000) as f32 / 100.0)
+                .collect();
+            let mut want = logits.clone();
+            for r in (0..b).filter(|&r| !finished[r]) {
+                let mask = t.mask(states[r]);
+                for (tok, x) in want[r * v..(r + 1) * v].iter_mut().enumerate() {
+                    if !mask.allows(tok as u32) {
+                        *x = f32::NEG_INFINITY;
                     }
                 }
-                let choose = |row: usize| t.mask(states[row]).iter().next().unwrap_or(0);
-                let mut got = logits.clone();
-                batch.apply_mask(&mut got).unwrap();
-                assert!(bits(&got) == bits(&want), "apply_mask, V = {v}, B = {b}");
-                let mut stepped = logits.clone();
-                let mut seen = vec![false; b];
-                let mut out = vec![0u32; b];
-                batch
-                    .clone()
-                    .step(&mut stepped, &mut out, |row, masked| {
-                        seen[row] = true;
-                        assert!(
-                            bits(masked) == bits(&want[row * v..(row + 1) * v]),
-                            "step, V = {v}, B = {b}, row {row}"
-                        );
-                        choose(row)
-                    })
-                    .unwrap();
-                assert!(bits(&stepped) == bits(&want), "step, V = {v}, B = {b}");
-                assert_eq!(seen, finished.iter().map(|f| !f).collect::<Vec<_>>());
+            }
+            let choose = |row: usize| t.mask(states[row]).iter().next().unwrap_or(0);
+            let mut got = logits.clone();
+            batch.apply_mask(&mut got).unwrap();
+            assert!(
+                bits(&got) == bits(&want),
+                "apply_mask, V = {v}, B = {b}, runs {runs}"
+            );
+            let mut stepped = logits.clone();
+            let mut seen = vec![false; b];
+            let mut out = vec![0u32; b];
+            batch
+                .clone()
+                .step(&mut stepped, &mut out, |row, masked| {
+                    seen[row] = true;
+                    assert!(
+                        bits(masked) == bits(&want[row * v..(row + 1) * v]),
+                        "step, V = {v}, B = {b}, runs {runs}, row {row}"
+                    );
+                    choose(row)
+                })
+                .unwrap();
+            assert!(
+                bits(&stepped) == bits(&want),
+                "step, V = {v}, B = {b}, runs {runs}"
+            );
+            assert_eq!(seen, finished.iter().map(|f| !f).collect::<Vec<_>>());
 
-                let mut tampered = batch.clone();
-                Arc::make_mut(tampered.sparse.as_mut().unwrap()).drop_first(t.start());
-                let mut masked = logits.clone();
-                tampered.apply_mask(&mut masked).unwrap();
-                let mut stepped = logits.clone();
-                tampered
-                    .step(&mut stepped, &mut out, |row, _| choose(row))
-                    .unwrap();
-                for r in 0..b {
-                    let at = r * v + first;
-                    let expect = if !finished[r] && states[r] == t.start() {
-                        logits[at]
-                    } else {
-                        want[at]
-                    };
-                    assert_eq!(
-                        masked[at].to_bits(),
-                        expect.to_bits(),
-                        "V = {v}, B = {b}, row {r}"
-                    );
-                    assert_eq!(
-                        stepped[at].to_bits(),
-                        expect.to_bits(),
-                        "step, V = {v}, B = {b}, row {r}"
-                    );
-                }
+            let mut tampered = batch.clone();
+            Arc::make_mut(tampered.sparse.as_mut().unwrap()).drop_first(t.start());
+            let mut masked = logits.clone();
+            tampered.apply_mask(&mut masked).unwrap();
+            let mut stepped = logits.clone();
+            tampered
+                .step(&mut stepped, &mut out, |row, _| choose(row))
+                .unwrap();
+            for r in 0..b {
+                let at = r * v + first;
+                let expect = if !finished[r] && states[r] == t.start() {
+                    logits[at]
+                } else {
+                    want[at]
+                };
+                assert_eq!(
+                    masked[at].to_bits(),
+                    expect.to_bits(),
+                    "V = {v}, B = {b}, row {r}"
+                );
+                assert_eq!(
+                    stepped[at].to_bits(),
+                    expect.to_bits(),
+                    "step, V = {v}, B = {b}, row {r}"
+                );
             }
         }
     }

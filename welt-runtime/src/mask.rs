@@ -4,7 +4,7 @@
 
 use crate::cpu::Avx512;
 use crate::error::{Error, ErrorKind};
-use crate::sparse::{mask_listed, SparseMasks};
+use crate::sparse::{mask_forbidden, SparseMasks};
 
 /// A logit type the mask can be applied to: `f32`, `f64`, and (feature `half`, on by default)
 /// `half::f16`, `half::bf16`.
@@ -85,7 +85,7 @@ pub(crate) fn min_logits_len(
 
 /// The rows of a batch to mask: row `r` (at `r * stride` in the logits) has state
 /// `states[r]`, whose mask is the `width` bytes at `states[r] * width` in `masks`, or, where
-/// `sparse` lists the state, its list of forbidden tokens; rows whose `finished` flag is set
+/// `sparse` has them, its list or runs of forbidden tokens; rows whose `finished` flag is set
 /// are left alone.
 #[derive(Clone, Copy)]
 pub(crate) struct MaskRows<'a> {
@@ -98,9 +98,9 @@ pub(crate) struct MaskRows<'a> {
 }
 
 impl MaskRows<'_> {
-    /// Calls `f(row logits, row mask)` for every running row whose state is not listed, and
-    /// masks the listed ones from their lists. A row or a mask past its buffer (which the
-    /// callers rule out) is skipped: never a panic, never an access out of bounds.
+    /// Calls `f(row logits, row mask)` for every running row whose state has no list or runs,
+    /// and masks the others from those. A row or a mask past its buffer (which the callers
+    /// rule out) is skipped: never a panic, never an access out of bounds.
     #[inline(always)]
     fn each<L: Logit>(self, logits: &mut [L], v: usize, mut f: impl FnMut(&mut [L], &[u8])) {
         for (row, (&state, &done)) in self.states.iter().zip(self.finished).enumerate() {
@@ -112,8 +112,8 @@ impl MaskRows<'_> {
             let Some(logits) = logits.get_mut(start..start + v) else {
                 continue;
             };
-            if let Some(ids) = self.sparse.and_then(|s| s.get(state)) {
-                mask_listed(logits, ids);
+            if let Some(forbidden) = self.sparse.and_then(|s| s.get(state)) {
+                mask_forbidden(logits, forbidden);
             } else if let Some(mask) = self.masks.get(at..at + self.width) {
                 f(logits, mask);
             }
@@ -131,7 +131,8 @@ impl MaskRows<'_> {
 /// nothing. So on a long row the cost follows the forbidden tokens, not V (`welt bench
 /// --vocab N` times the mask at a word start, nearly all allowed, and mid-word, nearly all
 /// forbidden). A row whose state `rows.sparse` lists (one that forbids few tokens) is masked
-/// from its list instead, on every path: one store per forbidden token.
+/// from its list instead, on every path: one store per forbidden token; one whose state has
+/// runs there (a few runs, without AVX-512), with wide stores over each run.
 #[inline]
 pub(crate) fn mask_rows<L: Logit>(avx: Option<Avx512>, logits: &mut [L], v: usize, rows: MaskRows<'_>) {
     if let Some(avx) = avx {
@@ -317,7 +318,7 @@ mod x86 {
                 )
             };
             match rows.sparse.and_then(|sparse| sparse.get(state)) {
-                Some(ids) => super::mask_listed(r, ids),
+                Some(forbidden) => super::mask_forbidden(r, forbidden),
                 None => f(r, m),
             }
         }

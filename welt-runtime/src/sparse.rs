@@ -1,16 +1,27 @@
-//! The forbidden tokens of the states that forbid few, as lists: the mask of such a state is
-//! one loop of stores, one per forbidden token.
+//! The masks of states that forbid little, in forms cheaper to write than their bitsets: a
+//! list of the forbidden tokens, or a few runs of them. Either is one loop of stores over what
+//! the state forbids, with no bit to test.
 //!
-//! At a word start a large vocabulary allows nearly everything (Llama 3: 127,052 of 128,256
-//! tokens), and what it forbids is scattered: Llama 3's 1,204 forbidden tokens sit in a third
-//! of the row's 64-token words. The bitset paths test every word and, in each word that
-//! forbids anything, loop over its bits (or its 16-token groups), a loop whose length changes
-//! from word to word: a branch mispredicted in most of those words, which costs more than the
-//! stores. A list is one loop the branch predictor gets right, so the mask costs what it
-//! forbids (the README has the numbers: `welt bench --tokenizer`).
+//! **Lists.** At a word start a large vocabulary allows nearly everything (Llama 3: 127,052 of
+//! 128,256 tokens), and what it forbids is scattered: Llama 3's 1,204 forbidden tokens sit in
+//! a third of the row's 64-token words. The bitset paths test every word and, in each word
+//! that forbids anything, loop over its bits (or its 16-token groups), a loop whose length
+//! changes from word to word: a branch mispredicted in most of those words, which costs more
+//! than the stores. A list is one loop the branch predictor gets right.
+//!
+//! **Runs.** In a byte-level decoder every state forbids one or two ranges of bytes (after a
+//! lead byte: everything but 0x80-0xBF), so its mask is at most a few runs. The portable
+//! bitset path writes a run through its 64-token words, the bytes of each mixed word and
+//! their bits one at a time: at B = 1 that costs as much as the floor's pass over the whole
+//! row. A run is written with wide stores from its first token to its last, the same few
+//! branches for any length. Used where the CPU has no AVX-512: the AVX-512 path already
+//! writes any word with masked stores and no bit loop, four times wider than the stores
+//! here.
+//!
+//! The README has the numbers: `welt bench` (B = 1 and 3) and `welt bench --tokenizer`.
 
 use crate::mask::Logit;
-use crate::tables::Tables;
+use crate::tables::{Tables, DEAD};
 
 /// Vocabularies smaller than this have no lists: their rows are a few 64-token words, which
 /// the bitset paths mask in a few stores.
@@ -19,89 +30,192 @@ const MIN_VOCAB: usize = 4096;
 /// A state is listed when it forbids at most `V / SHARE` tokens.
 const SHARE: usize = 32;
 
-/// Per state, its forbidden tokens where they are few (see the module).
+/// A state is written as runs when its forbidden tokens are at most this many runs: the
+/// byte decoder's states have one or two.
+const MAX_RUNS: usize = 8;
+
+/// How a state's row is masked when not through its bitset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Forbidden<'a> {
+    /// The forbidden tokens, increasing.
+    List(&'a [u32]),
+    /// The forbidden runs as `[start, end)` pairs one after the other, increasing.
+    Runs(&'a [u32]),
+}
+
+/// Which of `ids` a state owns, and as what.
+#[derive(Clone, Copy, Debug)]
+enum Span {
+    Bitset,
+    List(u32, u32),
+    Runs(u32, u32),
+}
+
+/// Per state, its forbidden tokens as a list or as runs where either is short (see the
+/// module); the other states are masked through their bitsets.
 #[derive(Clone)]
 pub(crate) struct SparseMasks {
-    /// `ids[spans[s].0 as usize..spans[s].1 as usize]` are state `s`'s forbidden tokens in
-    /// increasing order; an unlisted state has `start > end`.
-    spans: Vec<(u32, u32)>,
+    spans: Vec<Span>,
+    /// The lists and the runs' bounds, each state's `ids[start..end]`.
     ids: Vec<u32>,
 }
 
 impl SparseMasks {
-    /// The lists of `tables`' sparse states, or `None` for a small vocabulary, for tables with
-    /// no sparse state, and where the lists cannot be allocated (the bitset paths give the
-    /// same masks). The lists together hold at most `states * V / 32` ids: as many bytes as
-    /// the tables' own masks.
-    pub(crate) fn new(tables: &Tables<'_>) -> Option<SparseMasks> {
+    /// The lists and (where `runs`: a CPU without AVX-512) the runs of `tables`' states, or
+    /// `None` where no state has either, and where they cannot be allocated (the bitset paths
+    /// give the same masks). A state has runs where its forbidden tokens are at most
+    /// [`MAX_RUNS`] runs, else a list where it forbids at most `V / 32` tokens and `V >=
+    /// 4,096`. Together they hold at most `states * max(V / 32, 16)` ids: as many bytes as
+    /// the tables' own masks, or 64 bytes a state.
+    pub(crate) fn new(tables: &Tables<'_>, runs: bool) -> Option<SparseMasks> {
         let v = tables.vocab_size();
-        if v < MIN_VOCAB {
+        let lists = v >= MIN_VOCAB;
+        if !lists && !runs {
             return None;
         }
         let states = tables.num_states();
-        let limit = v / SHARE;
-        let mut forbidden = Vec::new();
-        forbidden.try_reserve_exact(states).ok()?;
-        // `Tables::from_bytes` refuses mask bits past V: a count is at most V.
-        forbidden.extend((0..states).map(|s| v - tables.mask(s as u16).count()));
-        let total: usize = forbidden.iter().filter(|&&n| n <= limit).sum();
-        if total == 0 {
-            return None;
-        }
-        let mut ids = Vec::new();
-        ids.try_reserve_exact(total).ok()?;
+        let limit = if lists { v / SHARE } else { 0 };
         let mut spans = Vec::new();
         spans.try_reserve_exact(states).ok()?;
-        for (s, &n) in forbidden.iter().enumerate() {
-            if n > limit {
-                spans.push((1, 0));
-                continue;
-            }
-            let start = ids.len();
-            let bytes = tables.mask(s as u16).padded_bytes();
-            for (w, word) in bytes.chunks_exact(8).enumerate() {
-                let bits = u64::from_le_bytes(word.try_into().ok()?);
-                // Past V the padding bits are clear: not tokens.
-                let mut forbid = !bits;
-                while forbid != 0 {
-                    let t = w * 64 + forbid.trailing_zeros() as usize;
-                    if t >= v {
-                        break;
-                    }
-                    ids.push(t as u32);
-                    forbid &= forbid - 1;
-                }
-            }
-            spans.push((u32::try_from(start).ok()?, u32::try_from(ids.len()).ok()?));
+        let mut ids = Vec::new();
+        let mut any = false;
+        for s in 0..states {
+            let state = s as u16;
+            let start = u32::try_from(ids.len()).ok()?;
+            let bytes = tables.mask(state).padded_bytes();
+            // The dead state's rows are finished: never masked.
+            let span = if state == DEAD {
+                Span::Bitset
+            } else if runs && forbidden_runs(bytes, v, &mut ids)? {
+                Span::Runs(start, u32::try_from(ids.len()).ok()?)
+            } else if lists && v - tables.mask(state).count() <= limit {
+                // `Tables::from_bytes` refuses mask bits past V: a count is at most V.
+                forbidden_list(bytes, v, &mut ids)?;
+                Span::List(start, u32::try_from(ids.len()).ok()?)
+            } else {
+                Span::Bitset
+            };
+            any |= !matches!(span, Span::Bitset);
+            spans.push(span);
         }
-        Some(SparseMasks { spans, ids })
+        any.then_some(SparseMasks { spans, ids })
     }
 
-    /// Leaves out the first token of `state`'s list: a list that differs from the bitset, for
-    /// the tests that show which one a path reads.
+    /// Leaves out the first forbidden token of `state` (its list's first id, or its first
+    /// run's first token): a mask that differs from the bitset, for the tests that show which
+    /// one a path reads.
     #[cfg(test)]
     pub(crate) fn drop_first(&mut self, state: u16) {
-        if let Some(span) = self.spans.get_mut(usize::from(state)) {
-            span.0 += u32::from(span.0 < span.1);
+        match self.spans.get_mut(usize::from(state)) {
+            Some(Span::List(start, end)) => *start += u32::from(*start < *end),
+            Some(Span::Runs(start, _)) => {
+                if let Some(first) = self.ids.get_mut(*start as usize) {
+                    *first += 1;
+                }
+            }
+            _ => {}
         }
     }
 
-    /// `state`'s forbidden tokens, where it is listed.
+    /// `state`'s list or runs, where it has either.
     #[inline(always)]
-    pub(crate) fn get(&self, state: u16) -> Option<&[u32]> {
-        let &(start, end) = self.spans.get(usize::from(state))?;
-        self.ids.get(start as usize..end as usize)
+    pub(crate) fn get(&self, state: u16) -> Option<Forbidden<'_>> {
+        match *self.spans.get(usize::from(state))? {
+            Span::Bitset => None,
+            Span::List(start, end) => self.ids.get(start as usize..end as usize).map(Forbidden::List),
+            Span::Runs(start, end) => self.ids.get(start as usize..end as usize).map(Forbidden::Runs),
+        }
     }
 }
 
 /// Counts only: a `WordBatch`'s `{:?}` would otherwise print thousands of ids.
 impl std::fmt::Debug for SparseMasks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let listed = self.spans.iter().filter(|(start, end)| start <= end).count();
+        let count = |f: fn(&Span) -> bool| self.spans.iter().filter(|s| f(s)).count();
         f.debug_struct("SparseMasks")
-            .field("listed_states", &listed)
+            .field("listed_states", &count(|s| matches!(s, Span::List(..))))
+            .field("run_states", &count(|s| matches!(s, Span::Runs(..))))
             .field("ids", &self.ids.len())
             .finish()
+    }
+}
+
+/// Appends the forbidden tokens below `v` of the mask `bytes` (whole little-endian words).
+/// `None` where memory runs out.
+fn forbidden_list(bytes: &[u8], v: usize, ids: &mut Vec<u32>) -> Option<()> {
+    for (w, word) in bytes.chunks_exact(8).enumerate() {
+        let bits = u64::from_le_bytes(word.try_into().ok()?);
+        // Past V the padding bits are clear: not tokens.
+        let mut forbid = !bits;
+        while forbid != 0 {
+            let t = w * 64 + forbid.trailing_zeros() as usize;
+            if t >= v {
+                break;
+            }
+            ids.try_reserve(1).ok()?;
+            ids.push(t as u32);
+            forbid &= forbid - 1;
+        }
+    }
+    Some(())
+}
+
+/// Appends the forbidden runs below `v` of the mask `bytes` as `[start, end)` pairs and
+/// returns `Some(true)`, or leaves `ids` as it was and returns `Some(false)` where there are
+/// more than [`MAX_RUNS`]. `None` where memory runs out.
+fn forbidden_runs(bytes: &[u8], v: usize, ids: &mut Vec<u32>) -> Option<bool> {
+    let at = ids.len();
+    let mut run_start = None;
+    let mut t = 0;
+    while t < v {
+        let w = t / 64;
+        let word = u64::from_le_bytes(bytes.get(8 * w..8 * w + 8)?.try_into().ok()?);
+        // A whole word of one kind is one test, not 64.
+        let uniform = t % 64 == 0 && t + 64 <= v && (word == 0 || word == !0);
+        let (allowed, step) = if uniform {
+            (word == !0, 64)
+        } else {
+            (word >> (t % 64) & 1 == 1, 1)
+        };
+        match (allowed, run_start) {
+            (false, None) => run_start = Some(t),
+            (true, Some(a)) => {
+                if !push_run(ids, at, a, t)? {
+                    return Some(false);
+                }
+                run_start = None;
+            }
+            _ => {}
+        }
+        t += step;
+    }
+    if let Some(a) = run_start {
+        if !push_run(ids, at, a, v)? {
+            return Some(false);
+        }
+    }
+    Some(true)
+}
+
+/// Appends the run `[a, b)` after the runs from `ids[at..]`, or truncates them and returns
+/// `Some(false)` where that would make more than [`MAX_RUNS`].
+fn push_run(ids: &mut Vec<u32>, at: usize, a: usize, b: usize) -> Option<bool> {
+    if (ids.len() - at) / 2 == MAX_RUNS {
+        ids.truncate(at);
+        return Some(false);
+    }
+    ids.try_reserve(2).ok()?;
+    ids.push(u32::try_from(a).ok()?);
+    ids.push(u32::try_from(b).ok()?);
+    Some(true)
+}
+
+/// Masks `row` from a state's list or runs.
+#[inline(always)]
+pub(crate) fn mask_forbidden<L: Logit>(row: &mut [L], forbidden: Forbidden<'_>) {
+    match forbidden {
+        Forbidden::List(ids) => mask_listed(row, ids),
+        Forbidden::Runs(runs) => mask_runs(row, runs),
     }
 }
 
@@ -111,6 +225,52 @@ pub(crate) fn mask_listed<L: Logit>(row: &mut [L], ids: &[u32]) {
     for &t in ids {
         if let Some(x) = row.get_mut(t as usize) {
             *x = L::NEG_INFINITY;
+        }
+    }
+}
+
+/// Writes `-inf` into each run of `runs` (`[start, end)` pairs; a run that does not fit in
+/// the row is skipped).
+#[inline(always)]
+pub(crate) fn mask_runs<L: Logit>(row: &mut [L], runs: &[u32]) {
+    for pair in runs.chunks_exact(2) {
+        if let Some(run) = row.get_mut(pair[0] as usize..pair[1] as usize) {
+            fill(run);
+        }
+    }
+}
+
+/// `-inf` into every logit of `run`: chunks of 32 (or of 8 for a run shorter than 32), the
+/// last chunk overlapping the one before it, so a run of any length is one short loop and
+/// one more store. (`fill` itself compiles to a loop of two stores, its speed at the mercy of
+/// where the code lands: see the bench's floor.)
+#[inline(always)]
+fn fill<L: Logit>(run: &mut [L]) {
+    let n = run.len();
+    if n >= 32 {
+        fill_chunks::<L, 32>(run);
+    } else if n >= 8 {
+        fill_chunks::<L, 8>(run);
+    } else {
+        for x in run {
+            *x = L::NEG_INFINITY;
+        }
+    }
+}
+
+/// [`fill`] for a run of at least `N` logits: its whole chunks of `N`, then its last `N`.
+#[inline(always)]
+fn fill_chunks<L: Logit, const N: usize>(run: &mut [L]) {
+    let n = run.len();
+    let mut chunks = run.chunks_exact_mut(N);
+    for chunk in &mut chunks {
+        if let Ok(chunk) = <&mut [L; N]>::try_from(chunk) {
+            *chunk = [L::NEG_INFINITY; N];
+        }
+    }
+    if !n.is_multiple_of(N) {
+        if let Some(Ok(last)) = run.get_mut(n.saturating_sub(N)..).map(<&mut [L; N]>::try_from) {
+            *last = [L::NEG_INFINITY; N];
         }
     }
 }
@@ -146,30 +306,111 @@ mod tests {
     use super::*;
     use crate::Decoder;
 
-    /// Every listed state lists exactly the tokens its mask forbids; the dense states and a
-    /// small vocabulary are not listed; the word start of the test vocabulary is.
+    /// The tokens a state's list or runs forbid, in order.
+    fn tokens(f: Forbidden<'_>) -> Vec<u32> {
+        match f {
+            Forbidden::List(ids) => ids.to_vec(),
+            Forbidden::Runs(runs) => runs.chunks_exact(2).flat_map(|r| r[0]..r[1]).collect(),
+        }
+    }
+
+    /// Every state with a list or runs forbids exactly the tokens of its mask, in runs that
+    /// are sorted, disjoint, apart and at most `MAX_RUNS`; the others are past both limits.
+    fn check(t: &Tables<'_>, sparse: &SparseMasks, runs: bool) -> (usize, usize) {
+        let v = t.vocab_size();
+        let (mut listed, mut run_states) = (0, 0);
+        for s in 0..t.num_states() as u16 {
+            let mask = t.mask(s);
+            let forbidden: Vec<u32> = (0..v as u32).filter(|&x| !mask.allows(x)).collect();
+            let run_count = (0..v as u32)
+                .filter(|&x| !mask.allows(x) && (x == 0 || mask.allows(x - 1)))
+                .count();
+            match sparse.get(s) {
+                Some(f) => {
+                    assert_eq!(tokens(f), forbidden, "V = {v}, state {s}");
+                    if let Forbidden::Runs(r) = f {
+                        assert!(runs && r.len() / 2 <= MAX_RUNS && r.len() % 2 == 0);
+                        assert!(r.windows(2).all(|w| w[0] < w[1]), "state {s}: {r:?}");
+                        run_states += 1;
+                    } else {
+                        assert!(!runs || run_count > MAX_RUNS, "state {s}");
+                        listed += 1;
+                    }
+                }
+                None if s == DEAD => {}
+                None => {
+                    assert!(forbidden.len() > v / SHARE || v < MIN_VOCAB, "state {s}");
+                    assert!(!runs || run_count > MAX_RUNS, "state {s}: {run_count} runs");
+                }
+            }
+        }
+        assert!(sparse.get(DEAD).is_none());
+        assert!(sparse.get(u16::MAX).is_none());
+        assert!(format!("{sparse:?}").len() < 100, "{sparse:?}");
+        (listed, run_states)
+    }
+
+    /// Lists on vocabularies whose word start forbids few (V = 5,000: the last mask word is
+    /// partial, its padding bits clear, not tokens); runs on the byte decoder, whose every
+    /// live state forbids one or two runs; neither on a small vocabulary without runs.
     #[test]
-    fn lists_are_the_forbidden_tokens() {
-        // 5,000: the last mask word is partial, its padding bits clear (not tokens).
+    fn lists_and_runs_are_the_forbidden_tokens() {
         for n in [5000, 8192] {
             let owned = sparse_start_tables(n);
             let t = owned.as_tables();
-            let sparse = SparseMasks::new(&t).expect("a sparse state");
-            let v = t.vocab_size();
-            for s in 0..t.num_states() as u16 {
-                let mask = t.mask(s);
-                let forbidden: Vec<u32> = (0..v as u32).filter(|&x| !mask.allows(x)).collect();
-                match sparse.get(s) {
-                    Some(ids) => assert_eq!(ids, &forbidden[..], "V = {v}, state {s}"),
-                    None => assert!(forbidden.len() > v / SHARE, "state {s}: {}", forbidden.len()),
-                }
+            for runs in [false, true] {
+                let sparse = SparseMasks::new(&t, runs).expect("a sparse state");
+                let (listed, _) = check(&t, &sparse, runs);
+                assert!(listed > 0);
+                assert!(matches!(sparse.get(t.start()), Some(Forbidden::List(_))));
             }
-            assert!(sparse.get(t.start()).is_some());
-            assert!(sparse.get(crate::DEAD).is_none());
-            assert!(sparse.get(u16::MAX).is_none());
-            assert!(format!("{sparse:?}").len() < 100, "{sparse:?}");
         }
-        assert!(SparseMasks::new(&crate::Utf8Words::TABLES).is_none());
+        let t = crate::Utf8Words::TABLES;
+        assert!(SparseMasks::new(&t, false).is_none());
+        let sparse = SparseMasks::new(&t, true).expect("runs");
+        assert_eq!(check(&t, &sparse, true), (0, t.num_states() - 1));
+        // The word start forbids the continuation bytes, C0 and C1, and F5-FF: two runs.
+        assert_eq!(
+            sparse.get(t.start()),
+            Some(Forbidden::Runs(&[0x80, 0xC2, 0xF5, 0x100]))
+        );
+    }
+
+    /// Runs that end on the last token, start at 0, touch every 64-token word boundary and
+    /// number more than `MAX_RUNS` (then the state has none), from masks made bit by bit.
+    #[test]
+    fn runs_are_found_at_every_boundary() {
+        let v = 200usize;
+        let mask = |forbid: &dyn Fn(usize) -> bool| {
+            let mut bytes = vec![0u8; v.div_ceil(64) * 8];
+            for t in (0..v).filter(|&t| !forbid(t)) {
+                bytes[t / 8] |= 1 << (t % 8);
+            }
+            bytes
+        };
+        let runs = |bytes: &[u8]| {
+            let mut ids = vec![7];
+            forbidden_runs(bytes, v, &mut ids)
+                .unwrap()
+                .then(|| ids[1..].to_vec())
+        };
+        assert_eq!(runs(&mask(&|_| false)), Some(vec![]));
+        assert_eq!(runs(&mask(&|_| true)), Some(vec![0, 200]));
+        assert_eq!(runs(&mask(&|t| !(64..128).contains(&t))), Some(vec![0, 64, 128, 200]));
+        assert_eq!(
+            runs(&mask(&|t| (63..=64).contains(&t) || t == 199)),
+            Some(vec![63, 65, 199, 200])
+        );
+        for k in [MAX_RUNS, MAX_RUNS + 1] {
+            let got = runs(&mask(&|t| t % 20 == 1 && t / 20 < k));
+            let want: Vec<u32> = (0..k as u32).flat_map(|i| [20 * i + 1, 20 * i + 2]).collect();
+            assert_eq!(got, (k <= MAX_RUNS).then_some(want), "{k} runs");
+        }
+        // Left as it was where there are too many.
+        let mut ids = vec![7];
+        let many = mask(&|t| t % 2 == 0);
+        assert_eq!(forbidden_runs(&many, v, &mut ids), Some(false));
+        assert_eq!(ids, [7]);
     }
 
     #[test]
@@ -179,5 +420,47 @@ mod tests {
         let inf: Vec<usize> = (0..10).filter(|&i| row[i] == f32::NEG_INFINITY).collect();
         assert_eq!(inf, [0, 3, 9]);
         assert_eq!(row.iter().filter(|x| **x == 1.0).count(), 7);
+    }
+
+    /// Each run of every length up to 100 at every offset up to 40, one and two runs, in
+    /// every dtype's width: `-inf` in the run and nothing written outside it; runs past the
+    /// row are skipped whole.
+    fn runs_write_the_runs_only<L: Logit + PartialEq + std::fmt::Debug>(one: L) {
+        let len = 150;
+        for start in 0..40u32 {
+            for n in 0..=100u32 {
+                let gap = 3;
+                let second = [start + n + gap, (start + n + gap + n / 2).min(len)];
+                for runs in [&[start, start + n][..], &[start, start + n, second[0], second[1]]] {
+                    let mut row = vec![one; len as usize];
+                    mask_runs(&mut row, runs);
+                    for (i, x) in row.iter().enumerate() {
+                        let inside = runs.chunks_exact(2).any(|r| (r[0]..r[1]).contains(&(i as u32)));
+                        let want = if inside { L::NEG_INFINITY } else { one };
+                        assert_eq!(*x, want, "runs {runs:?}, logit {i}");
+                    }
+                }
+            }
+        }
+        let mut row = vec![one; 10];
+        mask_runs(&mut row, &[8, 11, 2, 3, 5]);
+        let want: Vec<L> = (0..10)
+            .map(|i| if i == 2 { L::NEG_INFINITY } else { one })
+            .collect();
+        assert_eq!(row, want, "a run past the row and an odd bound are skipped");
+    }
+
+    #[test]
+    fn runs_write_the_runs_only_f32() {
+        runs_write_the_runs_only(1.5f32);
+    }
+    #[test]
+    fn runs_write_the_runs_only_f64() {
+        runs_write_the_runs_only(1.5f64);
+    }
+    #[cfg(feature = "half")]
+    #[test]
+    fn runs_write_the_runs_only_f16() {
+        runs_write_the_runs_only(half::f16::from_f32(1.5));
     }
 }
