@@ -411,7 +411,7 @@ impl<'t> WordBatch<'t> {
     }
 
     /// [`WordBatch::advance_checked`] for a batch of one row.
-    #[inline]
+    #[inline(always)]
     fn advance_one(&mut self, tokens: &mut [u32]) -> Result<usize, Error> {
         let (Some(token), Some(state), Some(len), Some(stopped), Some(finished)) = (
             tokens.first_mut(),

@@ -396,7 +396,10 @@ mod tests {
         };
         assert_eq!(runs(&mask(&|_| false)), Some(vec![]));
         assert_eq!(runs(&mask(&|_| true)), Some(vec![0, 200]));
-        assert_eq!(runs(&mask(&|t| !(64..128).contains(&t))), Some(vec![0, 64, 128, 200]));
+        assert_eq!(
+            runs(&mask(&|t| !(64..128).contains(&t))),
+            Some(vec![0, 64, 128, 200])
+        );
         assert_eq!(
             runs(&mask(&|t| (63..=64).contains(&t) || t == 199)),
             Some(vec![63, 65, 199, 200])

@@ -49,6 +49,15 @@ const fn rd16(b: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([b[at], b[at + 1]])
 }
 
+/// The little-endian u16 at index `i` of `b` (bytes `2i` and `2i + 1`) in one bounds check.
+#[inline(always)]
+fn rd_at(b: &[u8], i: usize) -> Option<u16> {
+    match b.get(i.checked_mul(2)?..)? {
+        &[lo, hi, ..] => Some(u16::from_le_bytes([lo, hi])),
+        _ => None,
+    }
+}
+
 const fn bit(bytes: &[u8], i: usize) -> bool {
     bytes[i / 8] >> (i % 8) & 1 == 1
 }
@@ -293,14 +302,14 @@ impl<'a> Tables<'a> {
         let (col, width) = if self.classes == 0 {
             (token as usize, self.vocab as usize)
         } else {
-            let t = 2 * token as usize;
-            (
-                u16::from_le_bytes([self.class_of[t], self.class_of[t + 1]]) as usize,
-                self.classes as usize,
-            )
+            match rd_at(self.class_of, token as usize) {
+                Some(class) => (usize::from(class), self.classes as usize),
+                None => return 0,
+            }
         };
-        let at = 2 * (state as usize * width + col);
-        u16::from_le_bytes([self.entries[at], self.entries[at + 1]])
+        // Past the table (which validated sizes rule out): entry 0, a forbidden token, an
+        // `Err` for the caller rather than a panic.
+        rd_at(self.entries, state as usize * width + col).unwrap_or(0)
     }
 
     /// Number of token classes, or `None` in the direct layout (one entry per token).
@@ -523,5 +532,23 @@ impl<'a> Mask<'a> {
         }
         crate::mask::mask_one(logits, self.bytes);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rd_at;
+
+    /// Both bytes of entry `i`, little-endian, and `None` (never a panic) where either is past
+    /// the buffer or `2i` overflows.
+    #[test]
+    fn rd_at_reads_whole_entries_only() {
+        let b = [0x34, 0x12, 0x78, 0x56, 0x9A];
+        assert_eq!(rd_at(&b, 0), Some(0x1234));
+        assert_eq!(rd_at(&b, 1), Some(0x5678));
+        assert_eq!(rd_at(&b, 2), None);
+        assert_eq!(rd_at(&b, 3), None);
+        assert_eq!(rd_at(&b, usize::MAX / 2 + 1), None);
+        assert_eq!(rd_at(&[], 0), None);
     }
 }
