@@ -52,10 +52,9 @@ const fn rd16(b: &[u8], at: usize) -> u16 {
 /// The little-endian u16 at index `i` of `b` (bytes `2i` and `2i + 1`) in one bounds check.
 #[inline(always)]
 fn rd_at(b: &[u8], i: usize) -> Option<u16> {
-    match b.get(i.checked_mul(2)?..)? {
-        &[lo, hi, ..] => Some(u16::from_le_bytes([lo, hi])),
-        _ => None,
-    }
+    let at = i.checked_mul(2)?;
+    let pair: [u8; 2] = b.get(at..at.checked_add(2)?)?.try_into().ok()?;
+    Some(u16::from_le_bytes(pair))
 }
 
 const fn bit(bytes: &[u8], i: usize) -> bool {
