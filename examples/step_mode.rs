@@ -5,9 +5,10 @@
 //!
 //! ```text
 //! cargo build --release --example step_mode
-//! for n in 100000 300000; do
-//!   valgrind --tool=callgrind --callgrind-out-file=cg.$n target/release/examples/step_mode 1 welt $n
-//! done   # (Ir of cg.300000 - Ir of cg.100000) / 200000 = instructions per step at B = 1
+//! B=3; for n in 100000 300000; do
+//!   valgrind --tool=callgrind --callgrind-out-file=cg.$n \
+//!     target/release/examples/step_mode $B welt $((n / B))
+//! done   # (Ir of cg.300000 - Ir of cg.100000) / 200000 = instructions per row-token
 //! ```
 //!
 //! It also prints the wall-clock time per step, for a quick look; `welt bench` is the
