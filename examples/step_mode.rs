@@ -16,10 +16,10 @@
 
 use std::error::Error;
 use std::time::Instant;
-use welt::bench::{check, Corpus, Mode, Workload, CORPUS_SEED, CORPUS_WORDS};
+use welt::bench::{check, Corpus, Mode, Workload};
 
 const USAGE: &str =
-    "usage: step_mode B MODE STEPS  (MODE: welt, welt_split, welt_no_mask, reference_port, floor)";
+    "usage: step_mode B MODE STEPS  (MODE: welt, welt_split, welt_no_mask, reference_port, floor, floor_baseline)";
 
 fn main() -> Result<(), Box<dyn Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -32,7 +32,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     if batch == 0 || batch > 4096 {
         return Err("B must be 1 to 4096".into());
     }
-    let corpus = Corpus::generate(CORPUS_WORDS, CORPUS_SEED)?;
+    let corpus = Corpus::standard()?;
     // As `welt bench` does: the replay is recorded by the check pass, about 256k row-tokens.
     let replay = check(&corpus, batch, (1 << 18) / batch)?;
     let mut w = Workload::new(mode, &replay)?;

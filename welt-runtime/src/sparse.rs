@@ -77,28 +77,47 @@ impl SparseMasks {
         let limit = if lists { v / SHARE } else { 0 };
         let mut spans = Vec::new();
         spans.try_reserve_exact(states).ok()?;
-        let mut ids = Vec::new();
-        let mut any = false;
+        let mut scratch = [0u32; 2 * MAX_RUNS];
+        // First each state's form and where its ids go, then the ids in one exact allocation.
+        let mut total = 0u32;
         for s in 0..states {
             let state = s as u16;
-            let start = u32::try_from(ids.len()).ok()?;
-            let bytes = tables.mask(state).padded_bytes();
-            // The dead state's rows are finished: never masked.
-            let span = if state == DEAD {
-                Span::Bitset
-            } else if runs && forbidden_runs(bytes, v, &mut ids)? {
-                Span::Runs(start, u32::try_from(ids.len()).ok()?)
-            } else if lists && v - tables.mask(state).count() <= limit {
+            let mask = tables.mask(state);
+            let (form, len): (fn(u32, u32) -> Span, usize) = if state == DEAD {
+                // The dead state's rows are finished: never masked.
+                (|_, _| Span::Bitset, 0)
+            } else if let Some(n) = runs
+                .then(|| forbidden_runs(mask.padded_bytes(), v, &mut scratch))
+                .flatten()
+            {
+                (Span::Runs, 2 * n)
+            } else if lists && v - mask.count() <= limit {
                 // `Tables::from_bytes` refuses mask bits past V: a count is at most V.
-                forbidden_list(bytes, v, &mut ids)?;
-                Span::List(start, u32::try_from(ids.len()).ok()?)
+                (Span::List, v - mask.count())
             } else {
-                Span::Bitset
+                (|_, _| Span::Bitset, 0)
             };
-            any |= !matches!(span, Span::Bitset);
-            spans.push(span);
+            let end = total.checked_add(u32::try_from(len).ok()?)?;
+            spans.push(form(total, end));
+            total = end;
         }
-        any.then_some(SparseMasks { spans, ids })
+        if spans.iter().all(|s| matches!(s, Span::Bitset)) {
+            return None;
+        }
+        let mut ids = Vec::new();
+        ids.try_reserve_exact(total as usize).ok()?;
+        for (s, span) in spans.iter().enumerate() {
+            let bytes = tables.mask(s as u16).padded_bytes();
+            match span {
+                Span::Runs(..) => {
+                    let n = forbidden_runs(bytes, v, &mut scratch)?;
+                    ids.extend_from_slice(scratch.get(..2 * n)?);
+                }
+                Span::List(..) => forbidden_list(bytes, v, &mut ids)?,
+                Span::Bitset => {}
+            }
+        }
+        Some(SparseMasks { spans, ids })
     }
 
     /// Leaves out the first forbidden token of `state` (its list's first id, or its first
@@ -108,8 +127,9 @@ impl SparseMasks {
     pub(crate) fn drop_first(&mut self, state: u16) {
         match self.spans.get_mut(usize::from(state)) {
             Some(Span::List(start, end)) => *start += u32::from(*start < *end),
-            Some(Span::Runs(start, _)) => {
-                if let Some(first) = self.ids.get_mut(*start as usize) {
+            // A state with no run (it forbids nothing) owns no id to change.
+            Some(&mut Span::Runs(start, end)) if start < end => {
+                if let Some(first) = self.ids.get_mut(start as usize) {
                     *first += 1;
                 }
             }
@@ -140,8 +160,8 @@ impl std::fmt::Debug for SparseMasks {
     }
 }
 
-/// Appends the forbidden tokens below `v` of the mask `bytes` (whole little-endian words).
-/// `None` where memory runs out.
+/// Appends the forbidden tokens below `v` of the mask `bytes` (whole little-endian words),
+/// for which the caller has reserved room. `None` for a mask of the wrong size.
 fn forbidden_list(bytes: &[u8], v: usize, ids: &mut Vec<u32>) -> Option<()> {
     for (w, word) in bytes.chunks_exact(8).enumerate() {
         let bits = u64::from_le_bytes(word.try_into().ok()?);
@@ -152,7 +172,6 @@ fn forbidden_list(bytes: &[u8], v: usize, ids: &mut Vec<u32>) -> Option<()> {
             if t >= v {
                 break;
             }
-            ids.try_reserve(1).ok()?;
             ids.push(t as u32);
             forbid &= forbid - 1;
         }
@@ -160,54 +179,40 @@ fn forbidden_list(bytes: &[u8], v: usize, ids: &mut Vec<u32>) -> Option<()> {
     Some(())
 }
 
-/// Appends the forbidden runs below `v` of the mask `bytes` as `[start, end)` pairs and
-/// returns `Some(true)`, or leaves `ids` as it was and returns `Some(false)` where there are
-/// more than [`MAX_RUNS`]. `None` where memory runs out.
-fn forbidden_runs(bytes: &[u8], v: usize, ids: &mut Vec<u32>) -> Option<bool> {
-    let at = ids.len();
+/// The forbidden runs below `v` of the mask `bytes`, as `[start, end)` pairs at the front of
+/// `runs`, and how many; `None` where there are more than [`MAX_RUNS`] (or the mask is short).
+fn forbidden_runs(bytes: &[u8], v: usize, runs: &mut [u32; 2 * MAX_RUNS]) -> Option<usize> {
+    let mut n = 0;
     let mut run_start = None;
     let mut t = 0;
-    while t < v {
-        let w = t / 64;
-        let word = u64::from_le_bytes(bytes.get(8 * w..8 * w + 8)?.try_into().ok()?);
-        // A whole word of one kind is one test, not 64.
-        let uniform = t % 64 == 0 && t + 64 <= v && (word == 0 || word == !0);
-        let (allowed, step) = if uniform {
-            (word == !0, 64)
+    while t <= v {
+        let (allowed, step) = if t == v {
+            // Past the last token: closes a run that reaches V.
+            (true, 1)
         } else {
-            (word >> (t % 64) & 1 == 1, 1)
+            let w = t / 64;
+            let word = u64::from_le_bytes(bytes.get(8 * w..8 * w + 8)?.try_into().ok()?);
+            // A whole word of one kind is one test, not 64.
+            if t % 64 == 0 && t + 64 <= v && (word == 0 || word == !0) {
+                (word == !0, 64)
+            } else {
+                (word >> (t % 64) & 1 == 1, 1)
+            }
         };
         match (allowed, run_start) {
             (false, None) => run_start = Some(t),
             (true, Some(a)) => {
-                if !push_run(ids, at, a, t)? {
-                    return Some(false);
-                }
+                let pair = runs.get_mut(2 * n..2 * n + 2)?;
+                pair[0] = u32::try_from(a).ok()?;
+                pair[1] = u32::try_from(t).ok()?;
+                n += 1;
                 run_start = None;
             }
             _ => {}
         }
         t += step;
     }
-    if let Some(a) = run_start {
-        if !push_run(ids, at, a, v)? {
-            return Some(false);
-        }
-    }
-    Some(true)
-}
-
-/// Appends the run `[a, b)` after the runs from `ids[at..]`, or truncates them and returns
-/// `Some(false)` where that would make more than [`MAX_RUNS`].
-fn push_run(ids: &mut Vec<u32>, at: usize, a: usize, b: usize) -> Option<bool> {
-    if (ids.len() - at) / 2 == MAX_RUNS {
-        ids.truncate(at);
-        return Some(false);
-    }
-    ids.try_reserve(2).ok()?;
-    ids.push(u32::try_from(a).ok()?);
-    ids.push(u32::try_from(b).ok()?);
-    Some(true)
+    Some(n)
 }
 
 /// Masks `row` from a state's list or runs.
@@ -221,7 +226,7 @@ pub(crate) fn mask_forbidden<L: Logit>(row: &mut [L], forbidden: Forbidden<'_>) 
 
 /// Writes `-inf` into `row[t]` for each `t` of `ids` (ids past the row are skipped).
 #[inline(always)]
-pub(crate) fn mask_listed<L: Logit>(row: &mut [L], ids: &[u32]) {
+fn mask_listed<L: Logit>(row: &mut [L], ids: &[u32]) {
     for &t in ids {
         if let Some(x) = row.get_mut(t as usize) {
             *x = L::NEG_INFINITY;
@@ -232,7 +237,7 @@ pub(crate) fn mask_listed<L: Logit>(row: &mut [L], ids: &[u32]) {
 /// Writes `-inf` into each run of `runs` (`[start, end)` pairs; a run that does not fit in
 /// the row is skipped).
 #[inline(always)]
-pub(crate) fn mask_runs<L: Logit>(row: &mut [L], runs: &[u32]) {
+fn mask_runs<L: Logit>(row: &mut [L], runs: &[u32]) {
     for pair in runs.chunks_exact(2) {
         if let Some(run) = row.get_mut(pair[0] as usize..pair[1] as usize) {
             fill(run);
@@ -242,7 +247,7 @@ pub(crate) fn mask_runs<L: Logit>(row: &mut [L], runs: &[u32]) {
 
 /// `-inf` into every logit of `run`: chunks of 32 (or of 8 for a run shorter than 32), the
 /// last chunk overlapping the one before it, so a run of any length is one short loop and
-/// one more store. (`fill` itself compiles to a loop of two stores, its speed at the mercy of
+/// one more store. (`<[L]>::fill` compiles to a loop of two stores, its speed at the mercy of
 /// where the code lands: see the bench's floor.)
 #[inline(always)]
 fn fill<L: Logit>(run: &mut [L]) {
@@ -369,6 +374,12 @@ mod tests {
         assert!(SparseMasks::new(&t, false).is_none());
         let sparse = SparseMasks::new(&t, true).expect("runs");
         assert_eq!(check(&t, &sparse, true), (0, t.num_states() - 1));
+        for s in 1..t.num_states() as u16 {
+            match sparse.get(s) {
+                Some(Forbidden::Runs(r)) => assert!(r.len() <= 4, "state {s}: {r:?}"),
+                other => panic!("state {s}: {other:?}"),
+            }
+        }
         // The word start forbids the continuation bytes, C0 and C1, and F5-FF: two runs.
         assert_eq!(
             sparse.get(t.start()),
@@ -376,8 +387,9 @@ mod tests {
         );
     }
 
-    /// Runs that end on the last token, start at 0, touch every 64-token word boundary and
-    /// number more than `MAX_RUNS` (then the state has none), from masks made bit by bit.
+    /// Every run `[a, b)` and every pair of runs with bounds at the edges of the 64-token
+    /// words (0, 1, 63, 64, 65, ..., 199, 200 in a vocabulary of 200, whose last word is
+    /// partial) is found exactly; more than `MAX_RUNS` runs are none.
     #[test]
     fn runs_are_found_at_every_boundary() {
         let v = 200usize;
@@ -389,31 +401,34 @@ mod tests {
             bytes
         };
         let runs = |bytes: &[u8]| {
-            let mut ids = vec![7];
-            forbidden_runs(bytes, v, &mut ids)
-                .unwrap()
-                .then(|| ids[1..].to_vec())
+            let mut scratch = [u32::MAX; 2 * MAX_RUNS];
+            forbidden_runs(bytes, v, &mut scratch).map(|n| scratch[..2 * n].to_vec())
         };
         assert_eq!(runs(&mask(&|_| false)), Some(vec![]));
         assert_eq!(runs(&mask(&|_| true)), Some(vec![0, 200]));
-        assert_eq!(
-            runs(&mask(&|t| !(64..128).contains(&t))),
-            Some(vec![0, 64, 128, 200])
-        );
-        assert_eq!(
-            runs(&mask(&|t| (63..=64).contains(&t) || t == 199)),
-            Some(vec![63, 65, 199, 200])
-        );
+        let edges = [0u32, 1, 63, 64, 65, 127, 128, 129, 191, 192, 193, 199, 200];
+        let inside = |r: &[u32], t: usize| r.chunks_exact(2).any(|p| (p[0]..p[1]).contains(&(t as u32)));
+        for (i, &a) in edges.iter().enumerate() {
+            for &b in &edges[i + 1..] {
+                let one = [a, b];
+                assert_eq!(runs(&mask(&|t| inside(&one, t))), Some(one.to_vec()), "{one:?}");
+                // A second run after a gap of at least one allowed token.
+                for &c in edges.iter().filter(|&&c| c > b) {
+                    for &d in edges.iter().filter(|&&d| d > c) {
+                        let two = [a, b, c, d];
+                        assert_eq!(runs(&mask(&|t| inside(&two, t))), Some(two.to_vec()), "{two:?}");
+                    }
+                }
+            }
+        }
         for k in [MAX_RUNS, MAX_RUNS + 1] {
             let got = runs(&mask(&|t| t % 20 == 1 && t / 20 < k));
             let want: Vec<u32> = (0..k as u32).flat_map(|i| [20 * i + 1, 20 * i + 2]).collect();
             assert_eq!(got, (k <= MAX_RUNS).then_some(want), "{k} runs");
         }
-        // Left as it was where there are too many.
-        let mut ids = vec![7];
-        let many = mask(&|t| t % 2 == 0);
-        assert_eq!(forbidden_runs(&many, v, &mut ids), Some(false));
-        assert_eq!(ids, [7]);
+        assert_eq!(runs(&mask(&|t| t % 2 == 0)), None);
+        // A mask shorter than V: no runs, no panic.
+        assert_eq!(runs(&mask(&|_| true)[..8]), None);
     }
 
     #[test]

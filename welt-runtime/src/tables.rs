@@ -49,7 +49,8 @@ const fn rd16(b: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([b[at], b[at + 1]])
 }
 
-/// The little-endian u16 at index `i` of `b` (bytes `2i` and `2i + 1`) in one bounds check.
+/// The little-endian u16 at index `i` of `b` (bytes `2i` and `2i + 1`) in one bounds check:
+/// [`rd16`] for the hot path, which need not be `const` and must not panic.
 #[inline(always)]
 fn rd_at(b: &[u8], i: usize) -> Option<u16> {
     let at = i.checked_mul(2)?;
@@ -295,7 +296,8 @@ impl<'a> Tables<'a> {
         Ok(split(self.entry(state, token)))
     }
 
-    /// The raw entry; callers guarantee `state < states` and `token < vocab`.
+    /// The raw entry; callers guarantee `state < states` and `token < vocab`, and get 0 (a
+    /// forbidden token) where they do not.
     #[inline(always)]
     pub(crate) fn entry(&self, state: u16, token: u32) -> u16 {
         let (col, width) = if self.classes == 0 {
