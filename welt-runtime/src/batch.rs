@@ -889,8 +889,12 @@ mod tests {
     fn listed_and_run_states_mask_as_their_bitsets() {
         for n in [5000usize, 8192] {
             let owned = crate::sparse::sparse_start_tables(n);
+            let t = owned.as_tables();
+            assert_eq!(t.vocab_size(), n);
+            // The lists are built on every CPU.
+            assert!(WordBatch::new(t, 1).unwrap().sparse.is_some());
             for runs in [false, true] {
-                sparse_states_mask_as_their_bitsets(owned.as_tables(), runs);
+                sparse_states_mask_as_their_bitsets(t, runs);
             }
         }
         sparse_states_mask_as_their_bitsets(Utf8Words::TABLES, true);

@@ -83,23 +83,26 @@ impl SparseMasks {
         for s in 0..states {
             let state = s as u16;
             let mask = tables.mask(state);
-            let (form, len): (fn(u32, u32) -> Span, usize) = if state == DEAD {
+            // `Tables::from_bytes` refuses mask bits past V: a count is at most V.
+            let forbidden = v - mask.count();
+            let end = |len: usize| total.checked_add(u32::try_from(len).ok()?);
+            let span = if state == DEAD {
                 // The dead state's rows are finished: never masked.
-                (|_, _| Span::Bitset, 0)
+                Span::Bitset
             } else if let Some(n) = runs
                 .then(|| forbidden_runs(mask.padded_bytes(), v, &mut scratch))
                 .flatten()
             {
-                (Span::Runs, 2 * n)
-            } else if lists && v - mask.count() <= limit {
-                // `Tables::from_bytes` refuses mask bits past V: a count is at most V.
-                (Span::List, v - mask.count())
+                Span::Runs(total, end(2 * n)?)
+            } else if lists && forbidden <= limit {
+                Span::List(total, end(forbidden)?)
             } else {
-                (|_, _| Span::Bitset, 0)
+                Span::Bitset
             };
-            let end = total.checked_add(u32::try_from(len).ok()?)?;
-            spans.push(form(total, end));
-            total = end;
+            if let Span::List(_, e) | Span::Runs(_, e) = span {
+                total = e;
+            }
+            spans.push(span);
         }
         if spans.iter().all(|s| matches!(s, Span::Bitset)) {
             return None;
