@@ -4,7 +4,7 @@ use crate::cpu::Avx512;
 use crate::error::{Error, ErrorKind};
 use crate::mask::{mask_one_row, min_logits_len, Logit, MaskRows};
 use crate::sequence::walk_prefix;
-use crate::sparse::{mask_forbidden, SparseMasks};
+use crate::sparse::SparseMasks;
 use crate::tables::{split, Mask, Tables, DEAD};
 use crate::Decoder;
 use std::sync::Arc;
@@ -588,9 +588,8 @@ fn mask_state<L: Logit>(
     row: &mut [L],
     state: u16,
 ) {
-    match sparse.and_then(|s| s.get(state)) {
-        Some(forbidden) => mask_forbidden(row, forbidden),
-        None => mask_one_row(avx, row, row_mask(tables, state)),
+    if !sparse.is_some_and(|s| s.mask(row, state)) {
+        mask_one_row(avx, row, row_mask(tables, state));
     }
 }
 
@@ -909,12 +908,14 @@ mod tests {
         let mut z = 0x9E37_79B9_7F4A_7C15u64;
         let v = t.vocab_size();
         let eos = t.eos().expect("an EOS token");
-        let sparse = SparseMasks::new(&t, runs).expect("lists or runs");
-        let first = match sparse.get(t.start()).expect("the word start has a list or runs") {
+        let built = SparseMasks::new(&t, runs).expect("lists or runs");
+        let first = match built.get(t.start()).expect("the word start has a list or runs") {
             Forbidden::List(ids) => ids[0],
             Forbidden::Runs(runs) => runs[0],
         } as usize;
-        for b in [1usize, 3, 16, 32] {
+        // The runs written with AVX's stores (where the CPU has it) and with the portable ones.
+        let forms = [built.clone(), built.without_avx()];
+        for (sparse, b) in forms.iter().flat_map(|s| [1usize, 3, 16, 32].map(|b| (s, b))) {
             let mut batch = WordBatch::new(t, b).unwrap();
             batch.sparse = Some(Arc::new(sparse.clone()));
             // Row r: r % 4 == 0 at the word start (a word written and restarted), 1 after

@@ -31,10 +31,10 @@
 //! control character or one or more word characters followed by one whitespace character,
 //! or when EOS is generated.
 
-// `unsafe` is allowed in three modules only, every use with a SAFETY comment and a test: the
-// AVX-512 masked stores of the mask (`mask`) and the AVX-512 passes of the batch (`batch`), both on
-// x86-64 after run-time CPU feature detection, and the CUDA module (kernel launches,
-// `DeviceRepr` for the ABI structs).
+// `unsafe` is allowed in four modules only, every use with a SAFETY comment and a test: the
+// AVX-512 masked stores of the mask (`mask`), the AVX-512 passes of the batch (`batch`) and the
+// AVX stores of the runs of forbidden tokens (`sparse`), all on x86-64 after run-time CPU
+// feature detection, and the CUDA module (kernel launches, `DeviceRepr` for the ABI structs).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -4,7 +4,7 @@
 
 use crate::cpu::Avx512;
 use crate::error::{Error, ErrorKind};
-use crate::sparse::{mask_forbidden, SparseMasks};
+use crate::sparse::SparseMasks;
 
 /// A logit type the mask can be applied to: `f32`, `f64`, and (feature `half`, on by default)
 /// `half::f16`, `half::bf16`.
@@ -112,9 +112,10 @@ impl MaskRows<'_> {
             let Some(logits) = logits.get_mut(start..start + v) else {
                 continue;
             };
-            if let Some(forbidden) = self.sparse.and_then(|s| s.get(state)) {
-                mask_forbidden(logits, forbidden);
-            } else if let Some(mask) = self.masks.get(at..at + self.width) {
+            if self.sparse.is_some_and(|s| s.mask(logits, state)) {
+                continue;
+            }
+            if let Some(mask) = self.masks.get(at..at + self.width) {
                 f(logits, mask);
             }
         }
@@ -317,9 +318,8 @@ mod x86 {
                     std::slice::from_raw_parts(mp.add(s * rows.width), rows.width),
                 )
             };
-            match rows.sparse.and_then(|sparse| sparse.get(state)) {
-                Some(forbidden) => super::mask_forbidden(r, forbidden),
-                None => f(r, m),
+            if !rows.sparse.is_some_and(|sparse| sparse.mask(r, state)) {
+                f(r, m);
             }
         }
     }

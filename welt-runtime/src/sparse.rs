@@ -14,12 +14,15 @@
 //! bitset path writes a run through its 64-token words, the bytes of each mixed word and
 //! their bits one at a time: at B = 1 that costs as much as the floor's pass over the whole
 //! row. A run is written with wide stores from its first token to its last, the same few
-//! branches for any length. Used where the CPU has no AVX-512: the AVX-512 path already
-//! writes any word with masked stores and no bit loop, four times wider than the stores
-//! here.
+//! branches for any length. Where the CPU has AVX, 32-byte stores through a raw pointer once
+//! the run is checked against the row: half the baseline target's 16-byte stores, and none of
+//! the per-chunk range checks and loop set-up, which were most of a row's instructions at
+//! B = 1 and 3. Used where the CPU has no AVX-512: the AVX-512 path already writes any word
+//! with masked stores and no bit loop.
 //!
 //! The README has the numbers: `welt bench` (B = 1 and 3) and `welt bench --tokenizer`.
 
+use crate::cpu::Avx;
 use crate::mask::Logit;
 use crate::tables::{Tables, DEAD};
 
@@ -58,6 +61,8 @@ pub(crate) struct SparseMasks {
     spans: Vec<Span>,
     /// The lists and the runs' bounds, each state's `ids[start..end]`.
     ids: Vec<u32>,
+    /// The CPU's AVX, detected once: runs are written with 32-byte stores when `Some`.
+    avx: Option<Avx>,
 }
 
 impl SparseMasks {
@@ -120,7 +125,11 @@ impl SparseMasks {
                 Span::Bitset => {}
             }
         }
-        Some(SparseMasks { spans, ids })
+        Some(SparseMasks {
+            spans,
+            ids,
+            avx: Avx::detect(),
+        })
     }
 
     /// Leaves out the first forbidden token of `state` (its list's first id, or its first
@@ -140,6 +149,14 @@ impl SparseMasks {
         }
     }
 
+    /// Writes the runs with the baseline target's stores even where the CPU has AVX, for the
+    /// tests that compare both.
+    #[cfg(test)]
+    pub(crate) fn without_avx(mut self) -> SparseMasks {
+        self.avx = None;
+        self
+    }
+
     /// `state`'s list or runs, where it has either.
     #[inline(always)]
     pub(crate) fn get(&self, state: u16) -> Option<Forbidden<'_>> {
@@ -148,6 +165,23 @@ impl SparseMasks {
             Span::List(start, end) => self.ids.get(start as usize..end as usize).map(Forbidden::List),
             Span::Runs(start, end) => self.ids.get(start as usize..end as usize).map(Forbidden::Runs),
         }
+    }
+
+    /// Masks `row`, the logits of a row in `state`, from the state's list or runs, and
+    /// returns `true`; `false`, with nothing written, where the state has neither (its bitset
+    /// masks it).
+    #[inline(always)]
+    pub(crate) fn mask<L: Logit>(&self, row: &mut [L], state: u16) -> bool {
+        match self.get(state) {
+            Some(Forbidden::List(ids)) => mask_listed(row, ids),
+            Some(Forbidden::Runs(runs)) => match self.avx {
+                #[cfg(target_arch = "x86_64")]
+                Some(avx) => x86::mask_runs(avx, row, runs),
+                _ => mask_runs(row, runs),
+            },
+            None => return false,
+        }
+        true
     }
 }
 
@@ -218,15 +252,6 @@ fn forbidden_runs(bytes: &[u8], v: usize, runs: &mut [u32; 2 * MAX_RUNS]) -> Opt
     Some(n)
 }
 
-/// Masks `row` from a state's list or runs.
-#[inline(always)]
-pub(crate) fn mask_forbidden<L: Logit>(row: &mut [L], forbidden: Forbidden<'_>) {
-    match forbidden {
-        Forbidden::List(ids) => mask_listed(row, ids),
-        Forbidden::Runs(runs) => mask_runs(row, runs),
-    }
-}
-
 /// Writes `-inf` into `row[t]` for each `t` of `ids` (ids past the row are skipped).
 #[inline(always)]
 fn mask_listed<L: Logit>(row: &mut [L], ids: &[u32]) {
@@ -280,6 +305,125 @@ fn fill_chunks<L: Logit, const N: usize>(run: &mut [L]) {
         if let Some(Ok(last)) = run.get_mut(n.saturating_sub(N)..).map(<&mut [L; N]>::try_from) {
             *last = [L::NEG_INFINITY; N];
         }
+    }
+}
+
+/// [`mask_runs`] with AVX's 32-byte stores.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod x86 {
+    use super::{Avx, Logit};
+    use std::mem::size_of;
+
+    /// [`super::mask_runs`] where the CPU has AVX: the same logits written.
+    #[inline(always)]
+    pub(crate) fn mask_runs<L: Logit>(_: Avx, row: &mut [L], runs: &[u32]) {
+        let (p, len) = (row.as_mut_ptr(), row.len());
+        // SAFETY: the CPU has AVX (an `Avx` exists), the one feature `write_runs` enables, and `p`
+        // is valid for writes of `len` logits (the row, borrowed mutably for the call).
+        // `N` logits are 32 bytes for every `Logit` (sizes 2, 4 and 8).
+        unsafe {
+            match size_of::<L>() {
+                2 => write_runs::<L, 16>(p, len, runs),
+                4 => write_runs::<L, 8>(p, len, runs),
+                _ => write_runs::<L, 4>(p, len, runs),
+            }
+        }
+    }
+
+    /// Writes the runs inside `p[..len]` and skips the others, as the portable path does.
+    /// Raw pointers, not slices, because the slices' range checks and the loops the compiler
+    /// builds around them were most of a row's instructions at B = 1 and 3.
+    ///
+    /// # Safety
+    /// The CPU has AVX, and `p` is valid for writes of `len` logits.
+    #[target_feature(enable = "avx")]
+    unsafe fn write_runs<L: Logit, const N: usize>(p: *mut L, len: usize, runs: &[u32]) {
+        for pair in runs.chunks_exact(2) {
+            let (a, b) = (pair[0] as usize, pair[1] as usize);
+            if a > b || b > len {
+                continue;
+            }
+            // SAFETY: `a <= b <= len`: `p[a..b]` is inside the row.
+            unsafe { fill::<L, N>(p.add(a), b - a) }
+        }
+    }
+
+    /// `-inf` into `p[..n]` in chunks of `N` logits, one 32-byte store each: four at a time
+    /// from the start, then up to four more ending at the run's last logit (overlapping the
+    /// chunks before them: 66 logits are nine stores, not twelve); a run shorter than `4 * N`
+    /// in up to four overlapping chunks, one shorter than `N` a logit at a time. One loop of
+    /// a few turns at most for the byte decoder's runs, and branches on the length.
+    ///
+    /// # Safety
+    /// `p` is valid for writes of `n` logits.
+    #[inline(always)]
+    unsafe fn fill<L: Logit, const N: usize>(p: *mut L, n: usize) {
+        // SAFETY (every `put`, `put4` and `write` below): each writes `N` logits (`4 * N`,
+        // one) from an offset `o >= 0` with `o + N <= n` (`o + 4 * N <= n`, `o < n`), which
+        // the branch it sits in ensures.
+        unsafe {
+            if n >= 4 * N {
+                let mut i = 0;
+                while i + 4 * N <= n {
+                    put4::<L, N>(p.add(i));
+                    i += 4 * N;
+                }
+                // The 0 to 4N - 1 logits left, in chunks that end at the run's end (every
+                // one starts at or after p, as n >= 4N).
+                let (rest, e) = (n - i, p.add(n));
+                if rest > 0 {
+                    put::<L, N>(e.sub(N));
+                    if rest > N {
+                        put::<L, N>(e.sub(2 * N));
+                        if rest > 2 * N {
+                            put::<L, N>(e.sub(3 * N));
+                            if rest > 3 * N {
+                                put::<L, N>(e.sub(4 * N));
+                            }
+                        }
+                    }
+                }
+            } else if n >= N {
+                put::<L, N>(p);
+                put::<L, N>(p.add(n - N));
+                if n > 2 * N {
+                    put::<L, N>(p.add(N));
+                    if n > 3 * N {
+                        put::<L, N>(p.add(2 * N));
+                    }
+                }
+            } else {
+                for i in 0..n {
+                    p.add(i).write(L::NEG_INFINITY);
+                }
+            }
+        }
+    }
+
+    /// `-inf` into `p[..4 * N]`.
+    ///
+    /// # Safety
+    /// `p` is valid for writes of `4 * N` logits.
+    #[inline(always)]
+    unsafe fn put4<L: Logit, const N: usize>(p: *mut L) {
+        // SAFETY: the four chunks are `p[..4 * N]`.
+        unsafe {
+            put::<L, N>(p);
+            put::<L, N>(p.add(N));
+            put::<L, N>(p.add(2 * N));
+            put::<L, N>(p.add(3 * N));
+        }
+    }
+
+    /// `-inf` into `p[..N]`, unaligned (logits are only aligned to their own size).
+    ///
+    /// # Safety
+    /// `p` is valid for writes of `N` logits.
+    #[inline(always)]
+    unsafe fn put<L: Logit, const N: usize>(p: *mut L) {
+        // SAFETY: the caller's; `write_unaligned` needs no alignment.
+        unsafe { p.cast::<[L; N]>().write_unaligned([L::NEG_INFINITY; N]) }
     }
 }
 
@@ -443,18 +587,22 @@ mod tests {
         assert_eq!(row.iter().filter(|x| **x == 1.0).count(), 7);
     }
 
-    /// Each run of every length up to 100 at every offset up to 40, one and two runs, in
+    /// Each run of every length up to 140 at every offset up to 40, one and two runs, in
     /// every dtype's width: `-inf` in the run and nothing written outside it; runs past the
-    /// row are skipped whole.
-    fn runs_write_the_runs_only<L: Logit + PartialEq + std::fmt::Debug>(one: L) {
-        let len = 150;
+    /// row are skipped whole. Lengths to 140 take the AVX path's four-chunk loop through
+    /// several turns in every width (four chunks: 64 `f16`s, 32 `f32`s, 16 `f64`s).
+    fn runs_write_the_runs_only<L: Logit + PartialEq + std::fmt::Debug>(
+        one: L,
+        write: impl Fn(&mut [L], &[u32]),
+    ) {
+        let len = 400;
         for start in 0..40u32 {
-            for n in 0..=100u32 {
+            for n in 0..=140u32 {
                 let gap = 3;
                 let second = [start + n + gap, (start + n + gap + n / 2).min(len)];
                 for runs in [&[start, start + n][..], &[start, start + n, second[0], second[1]]] {
                     let mut row = vec![one; len as usize];
-                    mask_runs(&mut row, runs);
+                    write(&mut row, runs);
                     for (i, x) in row.iter().enumerate() {
                         let inside = runs.chunks_exact(2).any(|r| (r[0]..r[1]).contains(&(i as u32)));
                         let want = if inside { L::NEG_INFINITY } else { one };
@@ -464,24 +612,37 @@ mod tests {
             }
         }
         let mut row = vec![one; 10];
-        mask_runs(&mut row, &[8, 11, 2, 3, 5]);
+        write(&mut row, &[8, 11, 2, 3, 5]);
         let want: Vec<L> = (0..10)
             .map(|i| if i == 2 { L::NEG_INFINITY } else { one })
             .collect();
         assert_eq!(row, want, "a run past the row and an odd bound are skipped");
+        let mut row = vec![one; 10];
+        write(&mut row, &[6, 4, 0, 0, 10, 10]);
+        assert_eq!(row, vec![one; 10], "a reversed run and empty runs write nothing");
+    }
+
+    /// The portable stores, and AVX's where the CPU has it.
+    fn runs_write_the_runs_only_both<L: Logit + PartialEq + std::fmt::Debug>(one: L) {
+        runs_write_the_runs_only(one, mask_runs);
+        #[cfg(target_arch = "x86_64")]
+        match Avx::detect() {
+            Some(avx) => runs_write_the_runs_only(one, |row, runs| x86::mask_runs(avx, row, runs)),
+            None => eprintln!("no AVX on this CPU: only the portable stores run here"),
+        }
     }
 
     #[test]
     fn runs_write_the_runs_only_f32() {
-        runs_write_the_runs_only(1.5f32);
+        runs_write_the_runs_only_both(1.5f32);
     }
     #[test]
     fn runs_write_the_runs_only_f64() {
-        runs_write_the_runs_only(1.5f64);
+        runs_write_the_runs_only_both(1.5f64);
     }
     #[cfg(feature = "half")]
     #[test]
     fn runs_write_the_runs_only_f16() {
-        runs_write_the_runs_only(half::f16::from_f32(1.5));
+        runs_write_the_runs_only_both(half::f16::from_f32(1.5));
     }
 }
