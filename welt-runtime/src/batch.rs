@@ -272,6 +272,10 @@ impl<'t> WordBatch<'t> {
             }));
         }
         let v = self.tables.vocab_size();
+        if b == 1 {
+            // (`simd` is `None` below 16 rows.)
+            return self.step_one(logits, tokens, choose);
+        }
         if self.simd.is_some() || b >= SMALL_BATCH {
             // Whole blocks of rows: the batch's mask, the choices, then `advance`'s passes
             // (without AVX-512 too: at 16 rows and more, a pass per job beats a pass per row).
@@ -284,22 +288,30 @@ impl<'t> WordBatch<'t> {
             }
             return self.advance_checked(tokens);
         }
-        if b == 1 {
-            return self.step_one(logits, tokens, choose);
-        }
         // Each running row masked, chosen and looked up in turn (pass 1 of `advance`, with
         // nothing changed until every token is known to be valid), then pass 2.
         let (tables, avx, sparse, vocab) = (&self.tables, self.avx, self.sparse.as_deref(), v as u32);
         let mut bad_at = usize::MAX;
-        for (row, (((token, entry), &state), &done)) in tokens
-            .iter_mut()
-            .zip(&mut self.entries)
-            .zip(&self.state)
-            .zip(&self.finished)
-            .enumerate()
-        {
+        let (Some(entries), Some(states), Some(finished)) = (
+            self.entries.get_mut(..b),
+            self.state.get(..b),
+            self.finished.get(..b),
+        ) else {
+            return Ok(self.running);
+        };
+        // Indexed rather than zipped: across the out-of-line mask of each row, four zipped
+        // iterators cost more than one index (every slice is `b` long: no check is left).
+        for row in 0..b {
+            let (Some(token), Some(entry), Some(&state), Some(&false)) = (
+                tokens.get_mut(row),
+                entries.get_mut(row),
+                states.get(row),
+                finished.get(row),
+            ) else {
+                continue;
+            };
             let at = row * row_stride;
-            let (false, Some(l)) = (done, logits.get_mut(at..at + v)) else {
+            let Some(l) = logits.get_mut(at..at + v) else {
                 continue;
             };
             mask_state(avx, sparse, tables, l, state);
