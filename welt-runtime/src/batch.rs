@@ -273,7 +273,7 @@ impl<'t> WordBatch<'t> {
         }
         let v = self.tables.vocab_size();
         if b == 1 {
-            // (`simd` is `None` below 16 rows.)
+            debug_assert!(self.simd.is_none(), "the AVX-512 passes start at 16 rows");
             return self.step_one(logits, tokens, choose);
         }
         if self.simd.is_some() || b >= SMALL_BATCH {
@@ -299,10 +299,10 @@ impl<'t> WordBatch<'t> {
         ) else {
             return Ok(self.running);
         };
-        // Indexed rather than zipped: across the out-of-line mask of each row, four zipped
-        // iterators cost more than one index (every slice is `b` long: no check is left).
+        // Indexed, not zipped: with each row's mask out of line, four zipped iterators compiled
+        // to more instructions a row than one index (every slice is `b` long: no check is left).
         for row in 0..b {
-            let (Some(token), Some(entry), Some(&state), Some(&false)) = (
+            let (Some(token), Some(entry), Some(&state), Some(&done)) = (
                 tokens.get_mut(row),
                 entries.get_mut(row),
                 states.get(row),
@@ -310,6 +310,9 @@ impl<'t> WordBatch<'t> {
             ) else {
                 continue;
             };
+            if done {
+                continue;
+            }
             let at = row * row_stride;
             let Some(l) = logits.get_mut(at..at + v) else {
                 continue;

@@ -26,7 +26,9 @@ impl Avx512 {
 }
 
 /// Proof that the CPU has AVX, whose 32-byte stores write a run of `-inf` in half the stores
-/// of the baseline target's 16-byte ones (see `sparse`). Made only by [`Avx::detect`].
+/// of the baseline target's 16-byte ones (see `sparse`). Made only by [`Avx::detect`], so
+/// code that holds one may run AVX instructions without checking again. Never made off
+/// x86-64.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Avx(());
 

@@ -15,10 +15,10 @@
 //! their bits one at a time: at B = 1 that costs as much as the floor's pass over the whole
 //! row. A run is written with wide stores from its first token to its last, the same few
 //! branches for any length. Where the CPU has AVX, 32-byte stores through a raw pointer once
-//! the run is checked against the row: half the baseline target's 16-byte stores, and none of
-//! the per-chunk range checks and loop set-up, which were most of a row's instructions at
-//! B = 1 and 3. Used where the CPU has no AVX-512: the AVX-512 path already writes any word
-//! with masked stores and no bit loop.
+//! the run is checked against the row: half the baseline target's 16-byte stores, and no
+//! range check or loop set-up per chunk. Runs are built only where the CPU has no AVX-512
+//! (and so are these stores): the AVX-512 path already writes any word with masked stores
+//! and no bit loop.
 //!
 //! The README has the numbers: `welt bench` (B = 1 and 3) and `welt bench --tokenizer`.
 
@@ -170,6 +170,7 @@ impl SparseMasks {
     /// Masks `row`, the logits of a row in `state`, from the state's list or runs, and
     /// returns `true`; `false`, with nothing written, where the state has neither (its bitset
     /// masks it).
+    #[must_use = "`false`: the row is not masked yet, its bitset must mask it"]
     #[inline(always)]
     pub(crate) fn mask<L: Logit>(&self, row: &mut [L], state: u16) -> bool {
         match self.get(state) {
@@ -193,6 +194,7 @@ impl std::fmt::Debug for SparseMasks {
             .field("listed_states", &count(|s| matches!(s, Span::List(..))))
             .field("run_states", &count(|s| matches!(s, Span::Runs(..))))
             .field("ids", &self.ids.len())
+            .field("avx", &self.avx.is_some())
             .finish()
     }
 }
@@ -315,13 +317,13 @@ mod x86 {
     use super::{Avx, Logit};
     use std::mem::size_of;
 
-    /// [`super::mask_runs`] where the CPU has AVX: the same logits written.
+    /// [`super::mask_runs`] where the CPU has AVX: the same logits written, in chunks of `N`
+    /// logits, one 32-byte store each (`Logit`s are 2, 4 or 8 bytes).
     #[inline(always)]
-    pub(crate) fn mask_runs<L: Logit>(_: Avx, row: &mut [L], runs: &[u32]) {
+    pub(super) fn mask_runs<L: Logit>(_: Avx, row: &mut [L], runs: &[u32]) {
         let (p, len) = (row.as_mut_ptr(), row.len());
-        // SAFETY: the CPU has AVX (an `Avx` exists), the one feature `write_runs` enables, and `p`
-        // is valid for writes of `len` logits (the row, borrowed mutably for the call).
-        // `N` logits are 32 bytes for every `Logit` (sizes 2, 4 and 8).
+        // SAFETY: the CPU has AVX (an `Avx` exists), the one feature `write_runs` enables, and
+        // `p` is valid for writes of `len` logits (the row, borrowed mutably for the call).
         unsafe {
             match size_of::<L>() {
                 2 => write_runs::<L, 16>(p, len, runs),
@@ -332,8 +334,8 @@ mod x86 {
     }
 
     /// Writes the runs inside `p[..len]` and skips the others, as the portable path does.
-    /// Raw pointers, not slices, because the slices' range checks and the loops the compiler
-    /// builds around them were most of a row's instructions at B = 1 and 3.
+    /// Raw pointers, not slices: each run is checked against the row once, not each chunk
+    /// (the compiler also built loops around the slices' checks).
     ///
     /// # Safety
     /// The CPU has AVX, and `p` is valid for writes of `len` logits.
@@ -351,9 +353,10 @@ mod x86 {
 
     /// `-inf` into `p[..n]` in chunks of `N` logits, one 32-byte store each: four at a time
     /// from the start, then up to four more ending at the run's last logit (overlapping the
-    /// chunks before them: 66 logits are nine stores, not twelve); a run shorter than `4 * N`
-    /// in up to four overlapping chunks, one shorter than `N` a logit at a time. One loop of
-    /// a few turns at most for the byte decoder's runs, and branches on the length.
+    /// chunks before them rather than narrower stores or a loop of one chunk each); a run
+    /// shorter than `4 * N` in up to four overlapping chunks, one shorter than `N` a logit at
+    /// a time. One loop of a few turns at most for the byte decoder's runs, and branches on
+    /// the length.
     ///
     /// # Safety
     /// `p` is valid for writes of `n` logits.
@@ -587,22 +590,39 @@ mod tests {
         assert_eq!(row.iter().filter(|x| **x == 1.0).count(), 7);
     }
 
-    /// Each run of every length up to 140 at every offset up to 40, one and two runs, in
-    /// every dtype's width: `-inf` in the run and nothing written outside it; runs past the
-    /// row are skipped whole. Lengths to 140 take the AVX path's four-chunk loop through
-    /// several turns in every width (four chunks: 64 `f16`s, 32 `f32`s, 16 `f64`s).
+    /// Each run of every length up to 140 at every offset up to 40 and ending at the row's
+    /// end, one and two runs, in every dtype's width: `-inf` in the run and nothing written
+    /// outside it, in the row or in the guard logits around it; runs past the row are
+    /// skipped whole. Lengths to 140 take the AVX path's four-chunk loop through two turns
+    /// and more in every width (four chunks: 64 `f16`s, 32 `f32`s, 16 `f64`s), and its tail
+    /// through every remainder.
     fn runs_write_the_runs_only<L: Logit + PartialEq + std::fmt::Debug>(
         one: L,
         write: impl Fn(&mut [L], &[u32]),
     ) {
-        let len = 400;
+        let (len, guard) = (260u32, 64);
+        let guarded = |runs: &[u32]| {
+            let mut buf = vec![one; len as usize + 2 * guard];
+            write(&mut buf[guard..guard + len as usize], runs);
+            assert!(buf[..guard]
+                .iter()
+                .chain(&buf[guard + len as usize..])
+                .all(|x| *x == one));
+            buf[guard..guard + len as usize].to_vec()
+        };
         for start in 0..40u32 {
             for n in 0..=140u32 {
                 let gap = 3;
                 let second = [start + n + gap, (start + n + gap + n / 2).min(len)];
-                for runs in [&[start, start + n][..], &[start, start + n, second[0], second[1]]] {
-                    let mut row = vec![one; len as usize];
-                    write(&mut row, runs);
+                let last = [start, start + n, len - n, len];
+                let shapes = [
+                    &[start, start + n][..],
+                    &[start, start + n, second[0], second[1]],
+                    &last[2..],
+                    &last,
+                ];
+                for runs in shapes.into_iter().filter(|r| r.windows(2).all(|w| w[0] <= w[1])) {
+                    let row = guarded(runs);
                     for (i, x) in row.iter().enumerate() {
                         let inside = runs.chunks_exact(2).any(|r| (r[0]..r[1]).contains(&(i as u32)));
                         let want = if inside { L::NEG_INFINITY } else { one };
