@@ -24,6 +24,8 @@ pub(super) struct BatchRows<'a> {
     pub finished: &'a mut [bool],
 }
 
+// The rows and slices past the AVX-512 twins' whole blocks: used only where they run.
+#[cfg(target_arch = "x86_64")]
 impl<'a> BatchRows<'a> {
     /// The rows from `from` on (none where `from` is past the end).
     fn skip(self, from: usize) -> BatchRows<'a> {
@@ -36,10 +38,12 @@ impl<'a> BatchRows<'a> {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
 fn tail<T>(x: &[T], from: usize) -> &[T] {
     x.get(from..).unwrap_or_default()
 }
 
+#[cfg(target_arch = "x86_64")]
 fn tail_mut<T>(x: &mut [T], from: usize) -> &mut [T] {
     let from = from.min(x.len());
     &mut x[from..]
